@@ -1,0 +1,5 @@
+import sys
+
+from qckit.cli import main
+
+sys.exit(main())

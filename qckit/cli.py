@@ -1,0 +1,133 @@
+"""Command line: `qckit run | report | validate | models`.
+
+Imports stay inside the commands so `qckit validate` starts without loading torch or papermill.
+Exit codes: 0 success, 1 the work failed (invalid data, a failed step), 2 bad usage or parameters.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from qckit.config import ParamsError
+    from qckit.pipeline import RunError, run_chain
+
+    try:
+        result = run_chain(
+            args.params, run_id=args.run_id, steps=args.steps, resume=args.resume,
+            outputs_dir=args.outputs_dir, progress=not args.quiet,
+            **({"notebooks_dir": args.notebooks_dir} if args.notebooks_dir else {}),
+        )
+    except (ParamsError, RunError) as err:
+        print(f"qckit run: {err}", file=sys.stderr)
+        return 2
+    for step in result.steps:
+        if step.status == "failed":
+            print(f"\nqckit run: {step.error}", file=sys.stderr)
+    print(f"run directory: {result.run.root}")
+    if result.report_index:
+        print(f"report: {result.report_index}")
+    return 0 if result.ok else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from qckit.report import render_report
+
+    try:
+        index = render_report(args.run_dir)
+    except FileNotFoundError as err:
+        print(f"qckit report: {err}", file=sys.stderr)
+        return 2
+    print(index)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from qckit.data import validate_file
+
+    failed = 0
+    for path in args.files:
+        report = validate_file(path)
+        print(report.format())
+        failed += not report.ok
+    if len(args.files) > 1:
+        print(f"\n{len(args.files) - failed} of {len(args.files)} files valid")
+    return 1 if failed else 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from qckit.config import ParamsError, dump_params, load_params
+
+    try:
+        params = load_params(args.params)
+    except ParamsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(dump_params(params), end="")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from qckit import models
+
+    if args.action == "prepare":
+        try:
+            folders = models.prepare_models(args.names or None, cache_dir=args.cache_dir)
+        except models.ModelNotFound as err:
+            print(f"qckit models: {err}", file=sys.stderr)
+            return 2
+        for name, folder in folders.items():
+            print(f"{name}: {folder}")
+        return 0
+    for row in models.list_models(cache_dir=args.cache_dir):
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qckit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="execute the notebook chain into outputs/<run-id>/")
+    p.add_argument("-p", "--params", required=True, type=Path, help="parameter profile (params/*.yaml)")
+    p.add_argument("--run-id", help="run directory name (default: <profile>-<timestamp>)")
+    p.add_argument("--steps", nargs="+", help="steps to run, by number or name (default: all)")
+    p.add_argument("--resume", action="store_true", help="continue a run; skip steps whose inputs are unchanged")
+    p.add_argument("--outputs-dir", type=Path, help="parent folder of run directories (default from params)")
+    p.add_argument("--notebooks-dir", type=Path, help="folder of step notebooks (default: the kit's notebooks/)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="render a run's notebooks and index.html")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("validate", help="check data files in the official CIKM format")
+    p.add_argument("files", nargs="+", type=Path)
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("params", help="validate a parameter profile and print it resolved")
+    p.add_argument("params", type=Path)
+    p.set_defaults(func=_cmd_params)
+
+    p = sub.add_parser("models", help="materialise or list the built-in offline models")
+    p.add_argument("action", choices=["prepare", "list"])
+    p.add_argument("names", nargs="*", help="built-in names (default: all)")
+    p.add_argument("--cache-dir", type=Path, help="model cache (default: $QCKIT_CACHE or ~/.cache/qckit)")
+    p.set_defaults(func=_cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\nqckit: interrupted; `qckit run ... --resume` continues where it stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

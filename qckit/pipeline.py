@@ -1,0 +1,417 @@
+"""The notebook chain: run the step notebooks in order with papermill, resume, summarise failures.
+
+A step is a notebook `notebooks/NN_name.ipynb`; its id is the file stem (`01_data_audit`). Each step
+gets two parameters, `params_file` (the run's resolved `params.yaml`) and `run_dir`.
+
+Resume works with done-markers (`<run>/.done/<step>.json`). A marker records a hash of what the step
+depended on (its parameter sections, the notebook source, the external data files, and the state
+left by the steps before it) and a hash of every file the step wrote. A resumed run skips a step when
+its marker's input hash still matches and its outputs are still on disk unchanged; otherwise the step
+and everything after it run again (later steps see a new state hash). Papermill writes the executed
+notebook into a scratch folder first and it is moved into `notebooks/` only when the step finished,
+so a run killed mid-step leaves no half artifact that looks complete.
+
+Example:
+    >>> from qckit.pipeline import run_chain
+    >>> result = run_chain("params/smoke.yaml", run_id="smoke-1")
+    >>> result.report_index
+    PosixPath('.../outputs/smoke-1/report/index.html')
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qckit.config import Params, dump_params, load_params
+from qckit.runs import Run, write_json_atomic, write_text_atomic
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+KERNEL_NAME = "qckit"
+
+# Parameter sections each step depends on. A step not listed depends on every section: resuming is
+# conservative for steps whose dependencies are not declared here.
+STEP_SECTIONS: dict[str, tuple[str, ...]] = {
+    "01_data_audit": ("data", "demo", "audit"),
+}
+# Files a step writes that are not its artifacts (hashing them would make every marker stale).
+_VOLATILE_DIRS = ("notebooks", "report", ".done", ".scratch")
+_VOLATILE_FILES = ("run.log", "run.lock", "run_status.json", "params.yaml")
+
+
+class RunError(RuntimeError):
+    """The chain cannot start or a step failed; the message says what and where."""
+
+
+@dataclass
+class StepResult:
+    step: str
+    status: str  # "done", "skipped", "failed"
+    seconds: float = 0.0
+    peak_rss_mib: float | None = None
+    notebook: Path | None = None
+    error: str | None = None
+
+
+@dataclass
+class ChainResult:
+    run: Run
+    steps: list[StepResult] = field(default_factory=list)
+    report_index: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status != "failed" for s in self.steps)
+
+
+# --- discovery --------------------------------------------------------------------------------------
+def discover_steps(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> list[str]:
+    """Step ids of the notebooks present, in order (`01_data_audit`, `02_translation`, ...)."""
+    paths = sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+    return [p.stem for p in paths]
+
+
+def select_steps(all_steps: list[str], wanted: list[str] | None) -> list[str]:
+    """Filter steps by id or number prefix (`01`, `1`, `01_data_audit`); unknown names are an error."""
+    if not wanted:
+        return list(all_steps)
+    chosen = []
+    for w in wanted:
+        w = w.strip()
+        hits = [s for s in all_steps if s == w or s.split("_", 1)[0] == w.zfill(2)]
+        if not hits:
+            raise RunError(f"unknown step '{w}'; steps present: {', '.join(all_steps)}")
+        chosen.extend(h for h in hits if h not in chosen)
+    return [s for s in all_steps if s in chosen]
+
+
+# --- hashing ----------------------------------------------------------------------------------------
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def step_input_hash(params: Params, step: str, notebook: Path, prev_state: str) -> str:
+    """Hash of everything a step depends on: its parameter sections, notebook, data files, prior state."""
+    dumped = params.model_dump(mode="json")
+    sections = STEP_SECTIONS.get(step) or tuple(k for k in dumped if k != "run")
+    parts = {k: dumped[k] for k in sections}
+    parts["run.seed"] = dumped["run"]["seed"]
+    parts["notebook"] = _sha256_file(notebook)
+    parts["prev_state"] = prev_state
+    parts["data_files"] = {p: _sha256_file(Path(p)) for p in _data_files(params) if Path(p).is_file()}
+    return _sha256_text(json.dumps(parts, sort_keys=True))
+
+
+def _data_files(params: Params) -> list[str]:
+    if params.data.source != "files":
+        return []
+    return [*params.data.train, *params.data.dev, *params.data.test]
+
+
+def snapshot(run: Run) -> dict[str, str]:
+    """sha256 of every artifact file in the run (excluding notebooks, reports, logs, markers)."""
+    out = {}
+    for path in sorted(run.root.rglob("*")):
+        rel = path.relative_to(run.root)
+        if not path.is_file() or rel.parts[0] in _VOLATILE_DIRS or str(rel) in _VOLATILE_FILES:
+            continue
+        if path.name.startswith(".") and path.name.endswith(".tmp"):
+            continue
+        out[str(rel)] = _sha256_file(path)
+    return out
+
+
+def _marker_path(run: Run, step: str) -> Path:
+    return run.path(".done", f"{step}.json")
+
+
+def read_marker(run: Run, step: str) -> dict | None:
+    path = _marker_path(run, step)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged marker only means the step runs again
+
+
+def marker_matches(run: Run, marker: dict | None, input_hash: str) -> bool:
+    """True when the marker was made from the same inputs and its outputs are intact on disk."""
+    if not marker or marker.get("input_hash") != input_hash:
+        return False
+    for rel, digest in marker.get("outputs", {}).items():
+        path = run.path(rel)
+        if not path.is_file() or _sha256_file(path) != digest:
+            return False
+    return True
+
+
+def _state_after(prev_state: str, outputs: dict[str, str]) -> str:
+    return _sha256_text(prev_state + json.dumps(outputs, sort_keys=True))
+
+
+# --- run directory ----------------------------------------------------------------------------------
+def resolve_params_paths(params: Params, base: Path) -> Params:
+    """Data paths made absolute (notebooks execute in another folder)."""
+    data = params.data.model_copy(
+        update={k: [str((base / p).resolve()) for p in getattr(params.data, k)] for k in ("train", "dev", "test")}
+    )
+    return params.model_copy(update={"data": data})
+
+
+def new_run_id(params: Params) -> str:
+    return f"{params.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def prepare_run_dir(params: Params, run_dir: Path, *, resume: bool) -> Run:
+    """Create the run directory, or reopen it for --resume; never overwrite a run silently."""
+    run = Run(run_dir)
+    text = dump_params(params)
+    params_path = run.path("params.yaml")
+    if run.root.exists() and any(run.root.iterdir()):
+        if not resume:
+            raise RunError(
+                f"{run.root} already exists; pass --resume to continue it or choose a new --run-id"
+            )
+        if params_path.exists() and params_path.read_text(encoding="utf-8") != text:
+            raise RunError(
+                f"{run.root} was started with different parameters (see {params_path}); "
+                "resume it with the same profile, or start a new --run-id"
+            )
+    run.ensure()
+    _take_lock(run)
+    _remove_scratch(run)
+    write_text_atomic(params_path, text)
+    return run
+
+
+def _take_lock(run: Run) -> None:
+    lock = run.path("run.lock")
+    if lock.exists():
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except ValueError:
+            pid = 0
+        if pid and pid != os.getpid() and _pid_alive(pid):
+            raise RunError(f"{run.root} is being run by process {pid} (lock {lock})")
+    write_text_atomic(lock, str(os.getpid()))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_scratch(run: Run) -> None:
+    """Leftovers of a killed run: half-written temporaries and the scratch notebooks."""
+    shutil.rmtree(run.path(".scratch"), ignore_errors=True)
+    for tmp in run.root.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+# --- execution --------------------------------------------------------------------------------------
+def kernel_name() -> str:
+    """The registered qckit kernel when it runs this interpreter, else the default python3 kernel."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
+            return KERNEL_NAME
+    except Exception:  # noqa: BLE001 - any kernelspec problem means: use the default
+        pass
+    return "python3"
+
+
+class _PeakMemory:
+    """Peak resident memory of the child processes (the kernel) while a step executes."""
+
+    def __init__(self, interval: float = 0.25):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        try:
+            import psutil
+        except ImportError:
+            return
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> _PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+def execute_step(run: Run, step: str, params: Params, *, notebooks_dir: Path = NOTEBOOKS_DIR) -> StepResult:
+    """Execute one notebook with papermill; on failure keep the notebook and describe the failing cell."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    source = Path(notebooks_dir) / f"{step}.ipynb"
+    scratch = run.path(".scratch", f"{step}.ipynb")
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    final = run.path("notebooks", f"{step}.ipynb")
+    failed = run.path("notebooks", f"{step}.failed.ipynb")
+    failed.unlink(missing_ok=True)
+    start = time.perf_counter()
+    env_before = os.environ.get("QCKIT_HEADLESS")
+    os.environ["QCKIT_HEADLESS"] = "1"  # the kernel inherits it: tqdm stays quiet in stored outputs
+    try:
+        with _PeakMemory() as mem:
+            pm.execute_notebook(
+                str(source), str(scratch),
+                parameters={"params_file": str(run.path("params.yaml")), "run_dir": str(run.root)},
+                kernel_name=kernel_name(), progress_bar=False, cwd=str(Path(notebooks_dir)),
+                execution_timeout=params.run.cell_timeout_s,
+            )
+    except PapermillExecutionError as err:
+        os.replace(scratch, failed)
+        message = _describe_failure(step, err, failed)
+        return StepResult(step, "failed", time.perf_counter() - start, mem.peak / 2**20, failed, message)
+    except Exception as err:  # kernel died, timeout, unreadable notebook
+        if scratch.exists():
+            os.replace(scratch, failed)
+        message = f"step {step} ({source.name}) failed: {type(err).__name__}: {err}\n  notebook: {failed}"
+        return StepResult(step, "failed", time.perf_counter() - start, mem.peak / 2**20, failed, message)
+    finally:
+        if env_before is None:
+            os.environ.pop("QCKIT_HEADLESS", None)
+        else:
+            os.environ["QCKIT_HEADLESS"] = env_before
+    os.replace(scratch, final)
+    return StepResult(step, "done", time.perf_counter() - start, mem.peak / 2**20, final)
+
+
+def _describe_failure(step: str, err, saved: Path) -> str:
+    source = (err.source or "").strip().splitlines()
+    snippet = "\n".join(f"    | {line}" for line in source[:8])
+    return (
+        f"step {step} failed in cell {err.cell_index} (execution count {err.exec_count}):\n"
+        f"{snippet}\n  {err.ename}: {err.evalue}\n  saved notebook: {saved}"
+    )
+
+
+def run_chain(
+    params_file: str | Path,
+    *,
+    run_id: str | None = None,
+    steps: list[str] | None = None,
+    resume: bool = False,
+    outputs_dir: str | Path | None = None,
+    notebooks_dir: str | Path = NOTEBOOKS_DIR,
+    report: bool = True,
+    progress: bool = True,
+) -> ChainResult:
+    """Validate parameters, then execute the step notebooks in order into `outputs/<run-id>/`."""
+    from tqdm.auto import tqdm
+
+    params_file = Path(params_file)
+    params = resolve_params_paths(load_params(params_file), Path.cwd())
+    _check_data_files(params)
+    all_steps = discover_steps(notebooks_dir)
+    if not all_steps:
+        raise RunError(f"no step notebooks (NN_name.ipynb) in {notebooks_dir}")
+    selected = select_steps(all_steps, steps or params.run.steps)
+    base = Path(outputs_dir or params.run.outputs_dir)
+    run = prepare_run_dir(params, base / (run_id or new_run_id(params)), resume=resume)
+    run.log(f"run started: params={params_file} steps={','.join(selected)} resume={resume}")
+    result = ChainResult(run)
+    state = ""
+    bar = tqdm(all_steps, desc="qckit", unit="step", disable=not progress, file=sys.stderr)
+    try:
+        for step in bar:
+            bar.set_postfix_str(step)
+            notebook = Path(notebooks_dir) / f"{step}.ipynb"
+            input_hash = step_input_hash(params, step, notebook, state)
+            marker = read_marker(run, step)
+            if step not in selected or (resume and marker_matches(run, marker, input_hash)):
+                if marker and marker.get("input_hash") == input_hash:
+                    state = marker["state_after"]
+                if step in selected:
+                    result.steps.append(StepResult(step, "skipped", notebook=run.path("notebooks", f"{step}.ipynb")))
+                    run.log(f"{step}: skipped (marker matches)")
+                continue
+            _marker_path(run, step).unlink(missing_ok=True)
+            before = snapshot(run)
+            res = execute_step(run, step, params, notebooks_dir=Path(notebooks_dir))
+            result.steps.append(res)
+            run.log(f"{step}: {res.status} in {res.seconds:.1f}s")
+            if res.status == "failed":
+                run.log(res.error or "")
+                break
+            after = snapshot(run)
+            outputs = {k: v for k, v in after.items() if before.get(k) != v}
+            state = _state_after(state, outputs)
+            write_json_atomic(_marker_path(run, step), {
+                "step": step, "input_hash": input_hash, "state_after": state, "outputs": outputs,
+                "seconds": round(res.seconds, 2), "peak_rss_mib": round(res.peak_rss_mib or 0, 1),
+                "finished": dt.datetime.now().isoformat(timespec="seconds"),
+            })
+    finally:
+        bar.close()
+        _write_status(run, result)
+        shutil.rmtree(run.path(".scratch"), ignore_errors=True)
+        run.path("run.lock").unlink(missing_ok=True)
+    if report:
+        from qckit.report import render_report
+
+        result.report_index = render_report(run.root)
+    return result
+
+
+def _check_data_files(params: Params) -> None:
+    missing = [p for p in _data_files(params) if not Path(p).is_file()]
+    if params.data.source == "files" and not params.data.train and not params.data.dev and not params.data.test:
+        raise RunError("data.source is 'files' but data.train, data.dev and data.test are all empty")
+    if missing:
+        raise RunError("data files not found:\n" + "\n".join(f"  {p}" for p in missing))
+
+
+def _write_status(run: Run, result: ChainResult) -> None:
+    status = {
+        "run_id": run.id,
+        "finished": dt.datetime.now().isoformat(timespec="seconds"),
+        "ok": result.ok,
+        "steps": [
+            {"step": s.step, "status": s.status, "seconds": round(s.seconds, 2),
+             "peak_rss_mib": None if s.peak_rss_mib is None else round(s.peak_rss_mib, 1), "error": s.error}
+            for s in result.steps
+        ],
+    }
+    write_json_atomic(run.path("run_status.json"), status)

@@ -1,0 +1,146 @@
+"""Stakeholder reports: every executed notebook as HTML without code, and an index page.
+
+Reports leave the team and queries are user text, so the pages are built to be inert:
+- notebook outputs go through nbconvert's HTML sanitiser (`sanitize_html`), which escapes or strips
+  markup from outputs, and every `<script>` the template would load is removed;
+- each page carries a Content-Security-Policy that forbids scripts and any network fetch, so a page
+  opens offline and a `<script>` or `onerror=` that slipped through still cannot run;
+- the index page is written here with every value passed through `html.escape`.
+
+Example:
+    >>> from qckit.report import render_report
+    >>> render_report("outputs/default-20261125-120000")
+    PosixPath('outputs/default-20261125-120000/report/index.html')
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from qckit.runs import Run, write_text_atomic
+
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
+    "script-src 'none'; base-uri 'none'; form-action 'none'"
+)
+_CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+# Scripts of the nbconvert template (require.js, MathJax from a CDN): not wanted offline. Only the
+# template's own tags can match here; text from the data is escaped by the sanitiser before this runs.
+_SCRIPT_RE = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DOTALL)
+_LINK_RE = re.compile(r"<link\b[^>]*href=\"https?://[^>]*>", re.IGNORECASE)
+
+
+def notebook_to_html(notebook: str | Path) -> str:
+    """An executed notebook as a self-contained, script-free HTML page without code cells."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:  # papermill's injected-parameters cell is code: hidden with the rest
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if not _is_script_output(o)]
+    exporter = HTMLExporter(
+        template_name="lab", exclude_input=True, exclude_input_prompt=True,
+        exclude_output_prompt=True, sanitize_html=True, embed_images=True,
+    )
+    body, _ = exporter.from_notebook_node(nb)
+    return _harden(body)
+
+
+def _is_script_output(output: Any) -> bool:
+    data = output.get("data", {}) if isinstance(output, dict) else {}
+    return any(k in data for k in ("application/javascript", "text/javascript"))
+
+
+def _harden(page: str) -> str:
+    page = _SCRIPT_RE.sub("", page)
+    page = _LINK_RE.sub("", page)
+    return re.sub(r"<head([^>]*)>", lambda m: f"<head{m.group(1)}>\n{_CSP_META}", page, count=1)
+
+
+def render_report(run_dir: str | Path) -> Path:
+    """Render every executed notebook of a run and write `report/index.html`; returns its path."""
+    run = Run(run_dir)
+    if not run.root.is_dir():
+        raise FileNotFoundError(f"{run.root}: no such run directory")
+    report_dir = run.path("report")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    pages = []
+    for nb in sorted(run.path("notebooks").glob("*.ipynb")):
+        out = report_dir / f"{nb.stem}.html"
+        write_text_atomic(out, notebook_to_html(nb))
+        pages.append((nb.stem, out.name))
+    index = report_dir / "index.html"
+    write_text_atomic(index, render_index(run, pages))
+    return index
+
+
+def _status(run: Run) -> dict[str, Any]:
+    path = run.path("run_status.json")
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A step's headline figures: its `headline` dict, else its top-level scalars."""
+    if isinstance(metrics.get("headline"), dict):
+        return metrics["headline"]
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) and not isinstance(v, bool)}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def render_index(run: Run, pages: list[tuple[str, str]]) -> str:
+    e = html.escape
+    status = _status(run)
+    step_rows = "".join(
+        f"<tr><td>{e(s['step'])}</td><td class='{e(s['status'])}'>{e(s['status'])}</td>"
+        f"<td>{s.get('seconds') or 0:.1f} s</td><td>{e(str(s.get('peak_rss_mib') or '–'))}</td></tr>"
+        for s in status.get("steps", [])
+    )
+    figures = []
+    for step, metrics in run.all_metrics().items():
+        rows = "".join(
+            f"<tr><th>{e(str(k))}</th><td>{e(_fmt(v))}</td></tr>" for k, v in _headline(metrics).items()
+        )
+        figures.append(f"<section class='step'><h3>{e(step)}</h3><table class='figures'>{rows}</table></section>")
+    links = "".join(f"<li><a href='{e(href)}'>{e(name)}</a></li>" for name, href in pages)
+    params_path = run.path("params.yaml")
+    params_text = params_path.read_text(encoding="utf-8") if params_path.exists() else ""
+    ok = status.get("ok")
+    verdict = "completed" if ok else ("failed" if ok is False else "unknown")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+{_CSP_META}
+<title>qckit run {e(run.id)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }}
+table {{ border-collapse: collapse; margin: .5rem 0 1rem; }}
+td, th {{ border: 1px solid #ccc; padding: .25rem .6rem; text-align: left; vertical-align: top; }}
+.failed {{ color: #b00; font-weight: bold; }} .done {{ color: #070; }} .skipped {{ color: #666; }}
+pre {{ background: #f6f6f6; padding: 1rem; overflow-x: auto; }}
+section.step {{ display: inline-block; vertical-align: top; margin-right: 2rem; }}
+</style></head>
+<body>
+<h1>qckit run <code>{e(run.id)}</code></h1>
+<p>Status: <strong class="{e(verdict)}">{e(verdict)}</strong> · finished {e(str(status.get('finished', '–')))}</p>
+<h2>Headline figures</h2>
+<div id="figures">{''.join(figures) or '<p>No step has written metrics yet.</p>'}</div>
+<h2>Reports</h2>
+<ul id="reports">{links or '<li>No executed notebooks.</li>'}</ul>
+<h2>Steps</h2>
+<table id="steps"><tr><th>step</th><th>status</th><th>time</th><th>peak MiB</th></tr>{step_rows}</table>
+<h2>Parameters</h2>
+<pre id="params">{e(params_text)}</pre>
+</body></html>
+"""

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qckit.config import Params, ParamsError, dump_params, load_params, parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("profile", sorted((REPO / "params").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_profile_validates_and_round_trips(profile: Path):
+    params = load_params(profile)
+    assert params.name
+    again = parse_params(__import__("yaml").safe_load(dump_params(params)))
+    assert again == params
+
+
+def test_unknown_key_is_named(tmp_path: Path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\ndata:\n  sourse: demo\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert "data.sourse: unknown key" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_unknown_section_is_named(tmp_path: Path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\ntraning:\n  lr: 1\n")
+    with pytest.raises(ParamsError, match="traning: unknown key"):
+        load_params(path)
+
+
+def test_wrong_type_is_named(tmp_path: Path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\ndemo:\n  noise_rate: lots\n")
+    with pytest.raises(ParamsError, match=r"demo\.noise_rate: .*number"):
+        load_params(path)
+
+
+def test_out_of_range_and_bad_choice(tmp_path: Path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\ndemo:\n  noise_rate: 0.9\ndata:\n  conflicts: merge\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert "demo.noise_rate" in str(err.value) and "data.conflicts" in str(err.value)
+
+
+def test_missing_name_and_bad_yaml_and_missing_file(tmp_path: Path):
+    path = tmp_path / "p.yaml"
+    path.write_text("data: {}\n")
+    with pytest.raises(ParamsError, match="name: Field required"):
+        load_params(path)
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)
+    path.write_text("- a list\n")
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(path)
+    with pytest.raises(ParamsError, match="cannot read"):
+        load_params(tmp_path / "absent.yaml")
+
+
+def test_defaults_are_the_documented_ones():
+    params = Params(name="x")
+    assert params.data.source == "demo" and params.data.drop_duplicates is True
+    assert params.models.trust_remote_code is False
