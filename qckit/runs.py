@@ -25,6 +25,8 @@ from typing import Any
 
 import pandas as pd
 
+# Newest first: 04 noise filtering > 03 hard negatives > 02 translation > 01 audit.
+TRAINING_TABLES = ("train_clean", "train_negatives", "train_translated", "train")
 SUBDIRS = ("data", "models", "predictions", "metrics", "notebooks", "report")
 
 
@@ -112,6 +114,16 @@ class Run:
         if not path.exists():
             raise FileNotFoundError(f"{path}: table '{name}' not found; run the step that writes it first")
         return pd.read_parquet(path)
+
+    def training_table_name(self) -> str:
+        """The newest training table: each data step writes its own, later steps read the latest."""
+        for name in TRAINING_TABLES:
+            if self.has_table(name):
+                return name
+        raise FileNotFoundError(f"{self.path('data')}: no training table; run step 01 first")
+
+    def read_training_table(self) -> pd.DataFrame:
+        return self.read_table(self.training_table_name())
 
     # metrics ------------------------------------------------------------------------------------
     def metrics_path(self, step: str) -> Path:
