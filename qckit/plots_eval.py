@@ -1,0 +1,148 @@
+"""Seaborn figures of calibration (step 06) and error analysis (step 07); each returns a Figure.
+
+Same rules as ``qckit.plots`` (whose style helpers these share): figures are made through pyplot but
+nothing opens a window or changes global styles, so they are safe headless and in tests. Close a
+figure when done with it (``plt.close(fig)``).
+
+Example:
+    >>> fig = f1_threshold_curve(sweep_by_task(dev), metrics["thresholds"], PAPER_THRESHOLDS)
+    >>> fig = reliability_diagram(reliability_by_task(dev, metrics["temperature"]))
+    >>> fig = f1_heatmap(metrics_by(dev, ["task", "language"], thresholds=thr), zero_shot=["de", "it"])
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from qckit import TASKS
+from qckit.audit import language_order
+from qckit.plots import TASK_PALETTE, _figure, _mark_zero_shot, _no_data, _style
+
+STAGE_STYLE = {"before": {"color": "#c44e52", "marker": "o"}, "after": {"color": "#4c72b0", "marker": "s"}}
+
+
+def _task_order(tasks) -> list[str]:
+    present = set(tasks)
+    return [t for t in TASKS if t in present] + sorted(present - set(TASKS))
+
+
+def _f1_at(sweep: pd.DataFrame, threshold: float) -> float:
+    """F1 of the sweep at ``threshold``: exact for an exact sweep (F1 is constant up to each score)."""
+    i = int(np.searchsorted(sweep["threshold"].to_numpy(), threshold, side="left"))
+    return float(sweep["f1"].iloc[i]) if i < len(sweep) else 0.0
+
+
+def f1_threshold_curve(sweeps_by_task: Mapping[str, pd.DataFrame], chosen: Mapping[str, float],
+                       paper: Mapping[str, float] | None = None, *,
+                       all_positive: Mapping[str, float] | None = None) -> Figure:
+    """F1 (with precision and recall) against the threshold, one panel per task.
+
+    Args:
+        sweeps_by_task: task -> ``qckit.calibrate.sweep_thresholds`` table
+            (``qckit.calibrate.sweep_by_task``).
+        chosen: task -> the fitted threshold (solid line).
+        paper: task -> the paper's fixed threshold (dashed line), e.g. QC 0.4, QI 0.2.
+        all_positive: task -> the all-positive F1, drawn as a dotted floor.
+    """
+    tasks = _task_order(sweeps_by_task) or ["(no labels)"]
+    with _style():
+        fig, axes = _figure(1.0 + 4.5 * len(tasks), 3.8, ncols=len(tasks), sharey=True)
+        fig.suptitle("F1 against the decision threshold (dev; positive when score >= threshold)")
+        for ax, task in zip(axes, tasks):
+            ax.set_title(task)
+            sweep = sweeps_by_task.get(task)
+            if sweep is None or sweep.empty:
+                _no_data(ax, "no labelled rows")
+                continue
+            color = TASK_PALETTE.get(task, "#4c72b0")
+            ax.plot(sweep["threshold"], sweep["precision"], color="0.65", lw=0.8, label="precision")
+            ax.plot(sweep["threshold"], sweep["recall"], color="0.45", lw=0.8, ls=":", label="recall")
+            ax.plot(sweep["threshold"], sweep["f1"], color=color, lw=1.8, label="F1")
+            if task in chosen:
+                t = chosen[task]
+                ax.axvline(t, color=color, lw=1.2, label=f"chosen {t:.3f} (F1 {_f1_at(sweep, t):.3f})")
+            if paper and task in paper:
+                t = paper[task]
+                ax.axvline(t, color="0.2", lw=1.0, ls="--", label=f"paper {t:g} (F1 {_f1_at(sweep, t):.3f})")
+            if all_positive and task in all_positive:
+                ax.axhline(all_positive[task], color="0.5", lw=0.8, ls="-.",
+                           label=f"all-positive F1 {all_positive[task]:.3f}")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("threshold")
+            ax.set_ylabel("score")
+            ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def reliability_diagram(table: pd.DataFrame, *, ece: Mapping[str, Mapping[str, float]] | None = None
+                        ) -> Figure:
+    """Observed positive rate against mean predicted probability, before and after temperature scaling.
+
+    Args:
+        table: ``qckit.calibrate.reliability_by_task`` (``task, stage, mean_predicted,
+            fraction_positive, rows``); marker area follows the bin's rows.
+        ece: task -> stage -> ECE, written in the legend (``metrics["tasks"][task]["ece_before"]`` ...);
+            None computes it from ``table``.
+    """
+    tasks = _task_order(table["task"]) if len(table) else ["(no labels)"]
+    with _style():
+        fig, axes = _figure(1.0 + 4.0 * len(tasks), 4.0, ncols=len(tasks), sharey=True)
+        fig.suptitle("Reliability: observed positive rate per probability bin (dev)")
+        for ax, task in zip(axes, tasks):
+            ax.set_title(task)
+            part = table[table["task"].eq(task)] if len(table) else table
+            if part.empty:
+                _no_data(ax, "no labelled rows")
+                continue
+            ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--", label="perfect calibration")
+            for stage in [s for s in STAGE_STYLE if s in set(part["stage"])]:
+                bins = part[part["stage"].eq(stage)]
+                value = (ece or {}).get(task, {}).get(stage)
+                if value is None:  # row-weighted mean gap, as expected_calibration_error
+                    value = float(np.average(bins["gap"].abs(), weights=bins["rows"]))
+                style = STAGE_STYLE[stage]
+                ax.plot(bins["mean_predicted"], bins["fraction_positive"], color=style["color"], lw=1.0)
+                ax.scatter(bins["mean_predicted"], bins["fraction_positive"], color=style["color"],
+                           marker=style["marker"], s=12 + 120 * bins["rows"] / bins["rows"].max(),
+                           label=f"{stage} temperature scaling (ECE {value:.3f})", zorder=3)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("mean predicted probability")
+            ax.set_ylabel("observed positive rate")
+            ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def f1_heatmap(metrics_by_lang: pd.DataFrame, *, zero_shot: Sequence[str] = ()) -> Figure:
+    """F1 per language (y) and task (x); cells read "F1 (all-positive F1)"; zero-shot languages in red.
+
+    Args:
+        metrics_by_lang: ``qckit.analysis.metrics_by(preds, ["task", "language"], ...)`` (``task,
+            language, f1, all_positive_f1``), or the ``language`` table of ``qckit.analysis.slices``.
+        zero_shot: languages to mark; their labels read "xx (zero-shot)" in red.
+    """
+    data = metrics_by_lang
+    langs = language_order(data["language"].unique()) if len(data) else []
+    tasks = _task_order(data["task"]) if len(data) else []
+    with _style():
+        fig, (ax,) = _figure(2.5 + 1.6 * max(len(tasks), 1), 1.4 + 0.33 * max(len(langs), 1))
+        ax.set_title("F1 per language and task (cells: F1 (all-positive F1))")
+        if data.empty:
+            _no_data(ax, "no labelled rows")
+            return fig
+        f1, floor = (data.pivot_table(index="language", columns="task", values=value)
+                     .reindex(index=langs, columns=tasks) for value in ("f1", "all_positive_f1"))
+        text = f1.map(lambda v: "" if pd.isna(v) else f"{v:.3f}") + floor.map(
+            lambda v: "" if pd.isna(v) else f"\n({v:.3f})")
+        sns.heatmap(f1, ax=ax, annot=text, fmt="", cmap="RdYlGn", vmin=0, vmax=1, linewidths=0.5,
+                    linecolor="white", annot_kws={"fontsize": 8}, cbar_kws={"label": "F1"})
+        ax.set_xlabel("task")
+        ax.set_ylabel("language")
+        ax.tick_params(axis="both", rotation=0)
+        _mark_zero_shot(ax, langs, zero_shot)
+    return fig
