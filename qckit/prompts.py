@@ -36,7 +36,13 @@ LANGUAGE_NAMES = {
 @dataclass(frozen=True)
 class Prompt:
     prefix: str  # shared by every row of the task
-    suffix: str  # the row's input, ending where the answer word goes
+    head: str  # the row's query (and language), ending with the target's field name
+    target: str  # " " + the category levels or item title
+    tail: str = "\n\n### Response:"  # where the answer word goes
+
+    @property
+    def suffix(self) -> str:
+        return self.head + self.target + self.tail
 
     @property
     def text(self) -> str:
@@ -65,8 +71,8 @@ def build_prompt(
     lines = [f"Query: {query}"]
     if language_tag and language:
         lines.append(f"Language: {LANGUAGE_NAMES.get(language, language)}")
-    lines.append(f"{field}: {format_target(task, target, category_style=category_style)}")
-    return Prompt(task_prefix(task), "\n".join(lines) + "\n\n### Response:")
+    lines.append(f"{field}:")
+    return Prompt(task_prefix(task), "\n".join(lines), " " + format_target(task, target, category_style=category_style))
 
 
 def pair_texts(

@@ -1,0 +1,187 @@
+"""Scoring pairs with a trained model: the fast HF scorer (CPU, one GPU) and the vLLM scorer (GPUs).
+
+Every path returns the same probabilities: ``score`` = p(yes) (softmax over the two label-word logits,
+or the classifier's probability) and ``logit`` = its log-odds.
+
+The HF scorer for the yes/no head:
+- sorts rows by length so a batch carries little padding;
+- computes the prompt prefix that all rows of a task share once, and reuses its key/value cache for
+  every batch (what vLLM's prefix caching does on GPUs) — written here because transformers has no
+  batched shared-prefix scoring;
+- computes only the two label-word logits at each row's answer position.
+
+Example:
+    >>> from qckit.scoring import score_pairs
+    >>> preds = score_pairs("outputs/run/models/joint", dev_df)
+    >>> preds[["id", "score"]].head()
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qckit.progress import progress
+
+
+def _batches(order: np.ndarray, size: int):
+    for i in range(0, len(order), size):
+        yield order[i:i + size]
+
+
+def score_pairs(
+    model_dir: str | Path, df: pd.DataFrame, *, batch_size: int = 64, loaded=None, prefix_cache: bool = True,
+) -> pd.DataFrame:
+    """Score pairs-table rows; returns the rows with `score` (p(yes)) and `logit` columns added."""
+    import torch
+
+    from qckit.config import TrainingParams
+    from qckit.train import Encoder, load_trained
+
+    model, tokenizer, meta = loaded or load_trained(model_dir)
+    tp = TrainingParams.model_validate(meta["training"])
+    encoder = Encoder(tokenizer, meta["head"], tp)
+    feats = encoder.encode(df)
+    out = np.zeros(len(df), dtype=np.float64)
+    with torch.inference_mode():
+        if meta["head"] == "yes_no":
+            out = _score_yes_no(model, tokenizer, encoder, df, feats, batch_size, prefix_cache)
+        else:
+            out = _score_classifier(model, tokenizer, feats, batch_size)
+    result = df.copy()
+    result["logit"] = out
+    result["score"] = 1.0 / (1.0 + np.exp(-out))
+    return result
+
+
+def _score_classifier(model, tokenizer, feats: list[dict[str, Any]], batch_size: int) -> np.ndarray:
+    from qckit.train import collate, logits_to_logodds
+
+    order = np.argsort([len(f["input_ids"]) for f in feats], kind="stable")
+    out = np.zeros(len(feats))
+    device = next(model.parameters()).device
+    for idx in progress(list(_batches(order, batch_size)), desc="scoring", unit="batch"):
+        batch = collate(tokenizer, [{k: v for k, v in feats[i].items() if k != "labels"} for i in idx])
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+        out[idx] = logits_to_logodds(logits)
+    return out
+
+
+def _score_yes_no(model, tokenizer, encoder, df, feats, batch_size: int, prefix_cache: bool) -> np.ndarray:
+    """Log-odds of yes vs no, batch by batch, reusing each task's prefix cache."""
+    out = np.zeros(len(feats))
+    tasks = df["task"].to_numpy()
+    for task in dict.fromkeys(tasks):
+        rows = np.flatnonzero(tasks == task)
+        rows = rows[np.argsort([len(feats[i]["input_ids"]) for i in rows], kind="stable")]
+        cache = _prefix_cache(model, encoder.prefix_ids(task)) if prefix_cache else None
+        for idx in progress(list(_batches(rows, batch_size)), desc=f"scoring {task}", unit="batch"):
+            logits = _yes_no_batch(model, tokenizer, encoder, [feats[i] for i in idx], cache)
+            out[idx] = logits[:, 1] - logits[:, 0]
+    return out
+
+
+def _prefix_cache(model, prefix_ids: list[int]):
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    device = next(model.parameters()).device
+    ids = torch.tensor([prefix_ids], device=device)
+    out = base.get_decoder()(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+    cache = getattr(out, "cache", None) or out.past_key_values
+    return cache, len(prefix_ids)
+
+
+def _yes_no_batch(model, tokenizer, encoder, feats, cache) -> np.ndarray:
+    import torch
+
+    from qckit.train import collate, yes_no_logits
+
+    device = next(model.parameters()).device
+    if cache is None:
+        batch = collate(tokenizer, [{k: f[k] for k in ("input_ids", "attention_mask")} for f in feats])
+        logits = yes_no_logits(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                               encoder.label_ids)
+        return logits.cpu().numpy()
+    past, n_prefix = cache
+    suffixes = [{"input_ids": f["input_ids"][n_prefix:], "attention_mask": f["attention_mask"][n_prefix:]}
+                for f in feats]
+    batch = collate(tokenizer, suffixes)
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    n = ids.shape[0]
+    # the forward pass appends to the cache in place: every batch gets its own copy of the prefix
+    past = copy.deepcopy(past)
+    past.batch_repeat_interleave(n)
+    full_mask = torch.cat([torch.ones(n, n_prefix, dtype=mask.dtype, device=device), mask], dim=1)
+    positions = (n_prefix + torch.arange(ids.shape[1], device=device)).unsqueeze(0).expand(n, -1)
+    logits = yes_no_logits(model, ids, full_mask, encoder.label_ids, past_key_values=past, position_ids=positions)
+    return logits.cpu().numpy()
+
+
+# --- vLLM (GPU) -------------------------------------------------------------------------------------
+def vllm_prompts(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
+    """The same Alpaca prompts the HF path uses, as text for vLLM."""
+    from qckit.prompts import build_prompt
+
+    return [
+        build_prompt(r.task, r.query, r.target, language=r.language, language_tag=meta["language_tag"],
+                     category_style=meta["category_style"]).text
+        for r in df.itertuples(index=False)
+    ]
+
+
+def yes_no_from_logprobs(logprobs: dict[int, float], label_ids: tuple[int, int], *, floor: float = -30.0) -> float:
+    """Log-odds of yes vs no from one generated token's top-k log-probabilities.
+
+    Renormalising over the two words only needs their difference; a word missing from the returned
+    top-k gets `floor` (it was less likely than every returned token, so the floor is an upper bound
+    on how unlikely it is, and the score saturates at the right end).
+    """
+    no, yes = (logprobs.get(i, floor) for i in label_ids)
+    if no == floor and yes == floor:
+        return 0.0
+    return float(yes - no)
+
+
+def score_pairs_vllm(model_dir: str | Path, df: pd.DataFrame, *, base_model: str | None = None,
+                     top_logprobs: int = 20, tensor_parallel_size: int = 1, max_lora_rank: int = 64) -> pd.DataFrame:
+    """Score with vLLM: the LoRA adapter through LoRARequest, one generated token with log-probabilities."""
+    import json
+
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    from qckit.prompts import label_token_ids
+
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / "qckit-model.json").read_text())
+    adapter = (model_dir / "adapter_config.json").exists()
+    llm = LLM(model=base_model or meta["base_model"] if adapter else str(model_dir), enable_lora=adapter,
+              max_lora_rank=max_lora_rank, tensor_parallel_size=tensor_parallel_size, enable_prefix_caching=True)
+    label_ids = label_token_ids(llm.get_tokenizer(), tuple(meta["label_words"]))
+    sampling = SamplingParams(max_tokens=1, temperature=0.0, logprobs=top_logprobs,
+                              allowed_token_ids=list(label_ids))
+    lora = LoRARequest("qckit", 1, str(model_dir)) if adapter else None
+    outputs = llm.generate(vllm_prompts(df, meta), sampling, lora_request=lora)
+    logits = []
+    for o in outputs:
+        step = o.outputs[0].logprobs[0]
+        logits.append(yes_no_from_logprobs({k: v.logprob for k, v in step.items()}, label_ids))
+    result = df.copy()
+    result["logit"] = np.array(logits)
+    result["score"] = 1.0 / (1.0 + np.exp(-result["logit"]))
+    return result
+
+
+def score_split_to_run(run, split: str, model_dir: Path, *, batch_size: int, loaded=None) -> Path:
+    """Score one split of a run and write `predictions/<split>.parquet` atomically."""
+    from qckit.runs import write_parquet_atomic
+
+    df = run.read_table(split)
+    preds = score_pairs(model_dir, df, batch_size=batch_size, loaded=loaded)
+    keep = ["id", "task", "language", "query", "target", "label", "origin", "score", "logit"]
+    return write_parquet_atomic(preds[keep], run.path("predictions", f"{split}.parquet"))
+

@@ -1,0 +1,509 @@
+"""Fine-tuning with the HF Trainer: classifier or yes/no head; full, LoRA or QLoRA; one model or per task.
+
+Two heads:
+- ``classifier``: ``AutoModelForSequenceClassification`` on the (query, target) pair; one logit with a
+  binary cross-entropy, or two classes with a cross-entropy.
+- ``yes_no``: a causal LM reads the Alpaca prompt of ``qckit.prompts``; the loss is a cross-entropy over
+  the two label-word logits at the answer position only, and p(yes) = softmax(no, yes)[yes] (the paper).
+  Only the answer position's two logits are computed: the backbone's last hidden state is multiplied by
+  the two rows of the output embedding, never by the whole vocabulary.
+
+The same entry point runs under ``torchrun --nproc_per_node=N -m qckit.train ...`` (DDP; the Trainer
+does the distribution).
+
+Example:
+    >>> from qckit.train import fit_and_score
+    >>> scores = fit_and_score(train_df, dev_df, params, output_dir="outputs/x/models/clf")
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qckit.config import Params, TrainingParams
+from qckit.prompts import build_prompt, label_token_ids, pair_texts
+
+META_FILE = "qckit-model.json"
+
+
+# --- inputs ------------------------------------------------------------------------------------------
+@dataclass
+class Encoder:
+    """Turns pairs-table rows into token ids for one head, the same way in training and scoring."""
+
+    tokenizer: Any
+    head: str
+    tp: TrainingParams
+
+    def __post_init__(self) -> None:
+        self._prefix_cache: dict[str, list[int]] = {}
+        self._tail = None
+        if self.head == "yes_no":
+            self.label_ids = label_token_ids(self.tokenizer, tuple(self.tp.label_words))
+
+    def prefix_ids(self, task: str) -> list[int]:
+        """Token ids of the prompt part every row of a task shares (with the BOS token if any)."""
+        if task not in self._prefix_cache:
+            prefix = build_prompt(task, "", "").prefix
+            self._prefix_cache[task] = self.tokenizer(prefix, add_special_tokens=True)["input_ids"]
+        return self._prefix_cache[task]
+
+    def _suffix_ids(self, row) -> list[int]:
+        """Row part of the prompt, each piece tokenized on its own and truncated on its own.
+
+        max_length bounds the row's part (the shared prefix is the same for every row): the query side
+        keeps at most half of it, the target what is left, so truncation never removes a whole field.
+        """
+        prompt = build_prompt(row.task, row.query, row.target, language=row.language,
+                              language_tag=self.tp.language_tag, category_style=self.tp.category_style)
+        if self._tail is None:
+            self._tail = self.tokenizer(prompt.tail, add_special_tokens=False)["input_ids"]
+        budget = max(self.tp.max_length - len(self._tail), 8)
+        head = self.tokenizer(prompt.head, add_special_tokens=False)["input_ids"][: budget // 2]
+        target = self.tokenizer(prompt.target, add_special_tokens=False)["input_ids"][: budget - len(head)]
+        return head + target + self._tail
+
+    def encode(self, df: pd.DataFrame) -> list[dict[str, Any]]:
+        """One feature dict per row; `prefix_len` marks the shared prefix for the yes/no head."""
+        feats = []
+        for row in df.itertuples(index=False):
+            if self.head == "yes_no":
+                prefix = self.prefix_ids(row.task)
+                ids = prefix + self._suffix_ids(row)
+                feat = {"input_ids": ids, "attention_mask": [1] * len(ids), "prefix_len": len(prefix)}
+            else:
+                left, right = pair_texts(row.task, row.query, row.target, language=row.language,
+                                         language_tag=self.tp.language_tag, category_style=self.tp.category_style)
+                feat = dict(self.tokenizer(left, right, truncation=True, max_length=self.tp.max_length))
+            if not pd.isna(row.label):
+                feat["labels"] = int(row.label)
+            feats.append(feat)
+        return feats
+
+
+class PairDataset:
+    """A list of feature dicts as a torch-style dataset (the Trainer only needs len and getitem)."""
+
+    def __init__(self, features: list[dict[str, Any]]):
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.features[i]
+
+
+def collate(tokenizer, features: list[dict[str, Any]]) -> dict[str, Any]:
+    """Right-pad a batch to its longest row (dynamic padding)."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    width = max(len(f["input_ids"]) for f in features)
+    batch: dict[str, Any] = {}
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        if key in features[0]:
+            fill = pad if key == "input_ids" else 0
+            batch[key] = torch.tensor([f[key] + [fill] * (width - len(f[key])) for f in features])
+    if "labels" in features[0]:
+        batch["labels"] = torch.tensor([f["labels"] for f in features])
+    return batch
+
+
+# --- model ------------------------------------------------------------------------------------------
+def _dtype(tp: TrainingParams):
+    import torch
+
+    if tp.precision == "fp32" or (tp.precision == "auto" and not torch.cuda.is_available()):
+        return torch.float32
+    if tp.precision == "fp16":
+        return torch.float16
+    if tp.precision == "auto" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def load_base(spec: str, tp: TrainingParams, *, cache_dir=None, trust_remote_code: bool = False):
+    """Resolve and load the model and tokenizer for the chosen head and method."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from qckit.models import resolve
+
+    path = resolve(spec, cache_dir=cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict[str, Any] = {"dtype": _dtype(tp), "trust_remote_code": trust_remote_code}
+    if tp.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    if tp.head == "classifier":
+        problem = "multi_label_classification" if tp.num_labels == 1 else "single_label_classification"
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=tp.num_labels, problem_type=problem, **kwargs)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return model, tokenizer, path
+
+
+def prepare_for_training(model, tp: TrainingParams):
+    """Freeze embeddings, wrap with LoRA (peft) or prepare a 4-bit model; returns the trainable model."""
+    if tp.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if tp.method == "full":
+        if tp.freeze_embeddings:
+            model.get_input_embeddings().requires_grad_(False)
+        if tp.train_layers:
+            freeze_lower_layers(model, tp.train_layers)
+        return model
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+
+    if tp.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=tp.gradient_checkpointing)
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS if tp.head == "classifier" else TaskType.CAUSAL_LM,
+        r=tp.lora.r, lora_alpha=tp.lora.alpha, lora_dropout=tp.lora.dropout,
+        target_modules=tp.lora.target_modules, modules_to_save=tp.lora.modules_to_save,
+    )
+    return get_peft_model(model, config)
+
+
+def freeze_lower_layers(model, keep: int) -> None:
+    """Freeze the embeddings and every transformer layer but the top `keep`; heads stay trainable.
+
+    On a CPU this cuts the backward pass to the top layers, which is most of the training time saved.
+    """
+    import torch.nn as nn
+
+    n_layers = getattr(model.config, "num_hidden_layers", None)
+    stacks = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == n_layers]
+    if not stacks:
+        raise ValueError(f"train_layers: cannot find the {n_layers} transformer layers of {type(model).__name__}")
+    layers = stacks[0]
+    backbone = model.base_model  # e.g. BertModel inside BertForSequenceClassification; the head is outside
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    for layer in layers[-keep:]:
+        layer.requires_grad_(True)
+    for name, module in backbone.named_children():  # pooler / final norm sit above the layers
+        if name in ("pooler", "norm", "final_layer_norm", "ln_f"):
+            module.requires_grad_(True)
+
+
+def yes_no_logits(model, input_ids, attention_mask, label_ids: tuple[int, int], *, past_key_values=None,
+                  position_ids=None):
+    """(batch, 2) logits of the (no, yes) words at each row's last real token (right padding)."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = base.get_decoder()
+    # transformers 5 names the key/value cache argument `cache` (it was `past_key_values`)
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask, cache=past_key_values,
+                   position_ids=position_ids, use_cache=past_key_values is not None)
+    hidden = out.last_hidden_state
+    n_past = 0 if past_key_values is None else attention_mask.shape[1] - input_ids.shape[1]
+    last = attention_mask[:, n_past:].sum(dim=1) - 1
+    h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    weight = base.get_output_embeddings().weight[list(label_ids)]
+    logits = h.to(weight.dtype) @ weight.T
+    cap = getattr(base.config, "final_logit_softcapping", None) or getattr(
+        getattr(base.config, "text_config", None), "final_logit_softcapping", None)
+    if cap:  # Gemma-style soft-capping applies to every logit, so to these two as well
+        logits = torch.tanh(logits / cap) * cap
+    return logits.float()
+
+
+def positive_weight(labels: np.ndarray, tp: TrainingParams) -> float:
+    if tp.class_weight == "none":
+        return 1.0
+    if tp.class_weight == "balanced":
+        pos = max(float(np.mean(labels)), 1e-6)
+        return (1 - pos) / pos
+    return float(tp.class_weight)
+
+
+def make_loss(tp: TrainingParams, pos_weight: float):
+    """Loss on the head's logits: BCE for one logit, CE over two (classes or yes/no words)."""
+    import torch
+    import torch.nn.functional as F
+
+    def loss_fn(logits, labels):
+        if logits.shape[-1] == 1:
+            w = torch.tensor(pos_weight, device=logits.device)
+            return F.binary_cross_entropy_with_logits(logits.squeeze(-1), labels.float(), pos_weight=w)
+        weight = torch.tensor([1.0, pos_weight], device=logits.device, dtype=logits.dtype)
+        return F.cross_entropy(logits, labels.long(), weight=weight)
+
+    return loss_fn
+
+
+def logits_to_prob(logits: np.ndarray) -> np.ndarray:
+    """p(positive) from (n, 1) or (n, 2) logits."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim == 1 or logits.shape[-1] == 1:
+        return 1.0 / (1.0 + np.exp(-logits.reshape(-1)))
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e[:, 1] / e.sum(axis=1)
+
+
+def logits_to_logodds(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim == 1 or logits.shape[-1] == 1:
+        return logits.reshape(-1)
+    return logits[:, 1] - logits[:, 0]
+
+
+# --- Trainer ----------------------------------------------------------------------------------------
+def _trainer_class():
+    from transformers import Trainer
+
+    class PairTrainer(Trainer):
+        """The HF Trainer with qckit's head-specific logits and class-weighted loss."""
+
+        def __init__(self, *args, head: str, label_ids=None, loss_fn=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.head, self.label_ids, self.loss_fn = head, label_ids, loss_fn
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            if self.head == "yes_no":
+                logits = yes_no_logits(model, inputs["input_ids"], inputs["attention_mask"], self.label_ids)
+            else:
+                logits = model(**inputs).logits.float()
+            loss = self.loss_fn(logits, labels)
+            return (loss, {"logits": logits}) if return_outputs else loss
+
+    return PairTrainer
+
+
+def f1_metrics(eval_pred) -> dict[str, float]:
+    """Dev F1 at 0.5 and at the best threshold (for curves and early stopping), beside all-positive."""
+    from sklearn.metrics import f1_score, precision_recall_curve
+
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    probs = logits_to_prob(logits)
+    labels = np.asarray(labels).astype(int)
+    prec, rec, _ = precision_recall_curve(labels, probs)
+    f1s = 2 * prec * rec / np.clip(prec + rec, 1e-12, None)
+    return {
+        "f1": float(f1_score(labels, probs >= 0.5, zero_division=0)),
+        "f1_best": float(np.max(f1s)),
+        "f1_all_positive": float(f1_score(labels, np.ones_like(labels), zero_division=0)),
+    }
+
+
+def training_arguments(tp: TrainingParams, output_dir: Path, *, seed: int, has_eval: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    strategy = "steps" if tp.eval_steps else "epoch"
+    dtype = _dtype(tp)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=tp.epochs, learning_rate=tp.learning_rate, warmup_steps=tp.warmup_ratio,
+        weight_decay=tp.weight_decay, per_device_train_batch_size=tp.batch_size,
+        per_device_eval_batch_size=tp.eval_batch_size, gradient_accumulation_steps=tp.grad_accum,
+        eval_strategy=strategy if has_eval else "no", eval_steps=tp.eval_steps,
+        save_strategy="steps" if tp.save_steps else "epoch", save_steps=tp.save_steps or 500,
+        save_total_limit=2, logging_steps=10, seed=seed, data_seed=seed,
+        train_sampling_strategy="group_by_length", length_column_name="length",
+        bf16=dtype == torch.bfloat16 and torch.cuda.is_available(),
+        fp16=dtype == torch.float16 and torch.cuda.is_available(),
+        load_best_model_at_end=bool(tp.early_stopping_patience) and has_eval,
+        metric_for_best_model="f1_best", greater_is_better=True,
+        report_to=[], remove_unused_columns=False, disable_tqdm=os.environ.get("QCKIT_HEADLESS") == "1",
+        dataloader_num_workers=0, ddp_find_unused_parameters=False,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def sample_rows(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """At most n rows, stratified by task and label, in a seeded order."""
+    if not n or len(df) <= n:
+        return df
+    frac = n / len(df)
+    parts = [g.sample(n=max(1, round(len(g) * frac)), random_state=seed) for _, g in df.groupby(["task", "label"])]
+    return pd.concat(parts).sort_index()
+
+
+def train_model(
+    train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *, output_dir: str | Path,
+    resume: bool = True, keep_model: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune on labelled pairs; saves the model (or adapter) and its qckit metadata in output_dir.
+
+    Resumes from the last checkpoint in `output_dir/checkpoints` when one exists (interrupted training).
+    Returns the training figures: log history (loss, dev F1 per evaluation), time, throughput, memory.
+    """
+    import time
+
+    import torch
+    from transformers import EarlyStoppingCallback, set_seed
+
+    tp, seed = params.training, params.run.seed
+    if tp.num_threads:
+        torch.set_num_threads(tp.num_threads)
+    set_seed(seed)
+    output_dir = Path(output_dir)
+    model, tokenizer, path = load_base(params.models.classifier, tp, cache_dir=params.models.cache_dir,
+                                       trust_remote_code=params.models.trust_remote_code)
+    model = prepare_for_training(model, tp)
+    encoder = Encoder(tokenizer, tp.head, tp)
+    train_df = sample_rows(train_df.dropna(subset=["label"]), tp.max_train_rows, seed)
+    train_feats = encoder.encode(train_df)
+    for f in train_feats:
+        f["length"] = len(f["input_ids"])
+    eval_ds = None
+    if dev_df is not None and len(dev_df):
+        eval_ds = PairDataset(encoder.encode(sample_rows(dev_df.dropna(subset=["label"]), tp.dev_eval_rows, seed)))
+    args = training_arguments(tp, output_dir / "checkpoints", seed=seed, has_eval=eval_ds is not None)
+    callbacks = [EarlyStoppingCallback(tp.early_stopping_patience)] if tp.early_stopping_patience and eval_ds else []
+    trainer = _trainer_class()(
+        model=model, args=args, train_dataset=PairDataset(train_feats), eval_dataset=eval_ds,
+        data_collator=lambda feats: collate(tokenizer, feats), processing_class=tokenizer,
+        compute_metrics=f1_metrics if eval_ds is not None else None, callbacks=callbacks,
+        head=tp.head, label_ids=getattr(encoder, "label_ids", None),
+        loss_fn=make_loss(tp, positive_weight(train_df.label.to_numpy(float), tp)),
+    )
+    checkpoint = _last_checkpoint(output_dir / "checkpoints") if resume else None
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - start
+    if trainer.is_world_process_zero():
+        save_trained(trainer.model, tokenizer, output_dir, params, base_path=path)
+    figures = {
+        "train_rows": len(train_df), "seconds": seconds, "resumed_from": checkpoint,
+        "rows_per_second": len(train_df) * tp.epochs / max(seconds, 1e-9),
+        "peak_memory_mib": _peak_memory_mib(), "log_history": trainer.state.log_history,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    if keep_model:
+        figures["model"] = trainer.model
+    return figures
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def _peak_memory_mib() -> float:
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def save_trained(model, tokenizer, output_dir: Path, params: Params, *, base_path) -> None:
+    """The model (full weights or the LoRA adapter), tokenizer and what scoring needs to reuse it."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    tp = params.training
+    meta = {
+        "head": tp.head, "method": tp.method, "base_model": str(base_path), "base_spec": params.models.classifier,
+        "num_labels": tp.num_labels, "label_words": list(tp.label_words), "max_length": tp.max_length,
+        "language_tag": tp.language_tag, "category_style": tp.category_style,
+        "training": tp.model_dump(mode="json"),
+    }
+    (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if tp.merge_adapter and tp.method != "full":
+        merged = model.merge_and_unload()
+        merged.save_pretrained(str(output_dir / "merged"))
+        tokenizer.save_pretrained(str(output_dir / "merged"))
+
+
+def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False):
+    """Load a model saved by train_model (full weights, or base + LoRA adapter). Returns (model, tok, meta)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    auto = AutoModelForSequenceClassification if meta["head"] == "classifier" else AutoModelForCausalLM
+    if (model_dir / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        kwargs = {"num_labels": meta["num_labels"]} if meta["head"] == "classifier" else {}
+        base = auto.from_pretrained(meta["base_model"], trust_remote_code=trust_remote_code, **kwargs)
+        if meta["head"] == "classifier":
+            base.config.pad_token_id = tokenizer.pad_token_id
+        model = PeftModel.from_pretrained(base, str(model_dir))
+    else:
+        model = auto.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    model.eval()
+    return model, tokenizer, meta
+
+
+def fit_and_score(
+    train_df: pd.DataFrame, score_df: pd.DataFrame, params: Params, *, output_dir: str | Path,
+    max_rows: int | None = None,
+) -> np.ndarray:
+    """Fine-tune on train_df (at most max_rows) and return p(yes) for score_df's rows (noise detection)."""
+    from qckit.scoring import score_pairs
+
+    if max_rows:
+        params = params.model_copy(update={"training": params.training.model_copy(update={"max_train_rows": max_rows})})
+    train_model(train_df, None, params, output_dir=output_dir, resume=False)
+    return score_pairs(output_dir, score_df)["score"].to_numpy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m qckit.train --params P --run-dir R` (also under torchrun): train step 05's model."""
+    import argparse
+
+    from qckit.config import load_params
+    from qckit.runs import Run
+
+    parser = argparse.ArgumentParser(prog="qckit.train", description=main.__doc__)
+    parser.add_argument("--params", required=True)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--output-dir", help="model folder (default: <run>/models/joint)")
+    parser.add_argument("--weights-digest", action="store_true",
+                        help="print each rank's digest of the trained weights (checks DDP kept ranks in sync)")
+    args = parser.parse_args(argv)
+    params, run = load_params(args.params), Run(args.run_dir)
+    train, dev = run.read_training_table(), run.read_table("dev")
+    figures = train_model(train, dev, params, output_dir=args.output_dir or run.path("models", "joint"),
+                          keep_model=args.weights_digest)
+    rank = int(os.environ.get("RANK", "0"))
+    if args.weights_digest:
+        print(json.dumps({"rank": rank, "digest": weights_digest(figures.pop("model"))}), flush=True)
+    if rank == 0:
+        print(json.dumps({k: v for k, v in figures.items() if k != "log_history"}, default=str))
+    return 0
+
+
+def weights_digest(model) -> str:
+    """sha256 over every trainable tensor, in name order (equal on every rank after a DDP step)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

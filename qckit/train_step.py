@@ -1,0 +1,162 @@
+"""Step 05 in one call: fine-tune (one model, or one per task, optionally two-stage) and score dev/test.
+
+Writes `models/<name>/` (weights or adapter + `qckit-model.json`), `predictions/dev.parquet` and
+`predictions/test.parquet` (when the run has test rows), and `metrics/05_fine_tuning.json`.
+
+Example:
+    >>> from qckit.train_step import run_fine_tuning
+    >>> metrics = run_fine_tuning(params, run)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qckit.config import Params
+from qckit.runs import Run, write_parquet_atomic
+
+STEP = "05_fine_tuning"
+PREDICTION_COLUMNS = ["id", "task", "language", "query", "target", "label", "origin", "score", "logit"]
+
+
+def model_plan(params: Params, tasks: list[str]) -> dict[str, list[str]]:
+    """Which model serves which tasks: {'joint': [QC, QI]} or {'QC': [QC], 'QI': [QI]}."""
+    if params.training.tasks_mode == "joint":
+        return {"joint": list(tasks)}
+    return {task: [task] for task in tasks}
+
+
+def _with_base(params: Params, base: str) -> Params:
+    models = params.models.model_copy(update={"classifier": base})
+    return params.model_copy(update={"models": models})
+
+
+def _train_one(name: str, tasks: list[str], train: pd.DataFrame, dev: pd.DataFrame, params: Params,
+               run: Run) -> dict[str, Any]:
+    from qckit.train import train_model
+
+    out = run.path("models", name)
+    rows = train[train.task.isin(tasks)]
+    dev_rows = dev[dev.task.isin(tasks)]
+    figures: dict[str, Any] = {}
+    if params.training.two_stage and len(tasks) == 1:
+        # the challenge winner's recipe: learn the other task first, then this one from those weights
+        other = train[~train.task.isin(tasks)]
+        if len(other):
+            tp = params.training.model_copy(update={"merge_adapter": True})
+            stage1 = train_model(other, None, params.model_copy(update={"training": tp}),
+                                 output_dir=run.path("models", f"{name}-stage1"))
+            stage1_dir = run.path("models", f"{name}-stage1")
+            base = stage1_dir / "merged" if params.training.method != "full" else stage1_dir
+            params = _with_base(params, str(base))
+            figures["stage1"] = _summary(stage1)
+    figures.update(train_model(rows, dev_rows, params, output_dir=out))
+    return figures
+
+
+def _summary(figures: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in figures.items() if k != "log_history"}
+
+
+def curves(log_history: list[dict[str, Any]]) -> pd.DataFrame:
+    """Training loss and dev F1 per logged step, tidy (step, epoch, metric, value) for the figure."""
+    rows = []
+    for entry in log_history:
+        for key, metric in (("loss", "train loss"), ("eval_loss", "dev loss"), ("eval_f1_best", "dev F1 (best threshold)"),
+                            ("eval_f1", "dev F1 at 0.5"), ("eval_f1_all_positive", "dev F1 all-positive")):
+            if key in entry:
+                rows.append({"step": entry.get("step"), "epoch": entry.get("epoch"), "metric": metric,
+                             "value": float(entry[key])})
+    return pd.DataFrame(rows, columns=["step", "epoch", "metric", "value"])
+
+
+def score_run(params: Params, run: Run, plan: dict[str, list[str]]) -> dict[str, int]:
+    """Score dev and test with the model(s) of the plan into predictions/<split>.parquet."""
+    from qckit.scoring import score_pairs
+    from qckit.train import load_trained
+
+    written = {}
+    for split in ("dev", "test"):
+        if not run.has_table(split):
+            continue
+        df = run.read_table(split)
+        if df.empty:
+            continue
+        parts = []
+        for name, tasks in plan.items():
+            rows = df[df.task.isin(tasks)]
+            if len(rows):
+                loaded = load_trained(run.path("models", name))
+                parts.append(score_pairs(None, rows, batch_size=params.training.eval_batch_size, loaded=loaded))
+        preds = pd.concat(parts).loc[:, PREDICTION_COLUMNS]
+        preds = preds.set_index("id").loc[df.id].reset_index()  # the split's order
+        write_parquet_atomic(preds, run.path("predictions", f"{split}.parquet"))
+        written[split] = len(preds)
+    return written
+
+
+def run_fine_tuning(params: Params, run: Run) -> dict[str, Any]:
+    """Train the model(s) of step 05, score dev/test, write metrics; returns the metrics dict."""
+    from sklearn.metrics import f1_score
+
+    if not params.training.enabled:
+        metrics = {"enabled": False, "headline": {"fine-tuning": "disabled"}}
+        run.write_metrics(STEP, metrics)
+        return metrics
+    train, dev = run.read_training_table(), run.read_table("dev")
+    tasks = [t for t in params.data.tasks if (train.task == t).any()]
+    plan = model_plan(params, tasks)
+    per_model = {name: _train_one(name, ts, train, dev, params, run) for name, ts in plan.items()}
+    written = score_run(params, run, plan)
+    headline: dict[str, Any] = {}
+    per_task = {}
+    if "dev" in written:
+        preds = pd.read_parquet(run.path("predictions", "dev.parquet"))
+        for task, g in preds.dropna(subset=["label"]).groupby("task"):
+            y = g.label.astype(int).to_numpy()
+            per_task[task] = {
+                "rows": len(g), "f1_at_0.5": float(f1_score(y, g.score >= 0.5, zero_division=0)),
+                "f1_all_positive": float(f1_score(y, np.ones_like(y), zero_division=0)),
+            }
+            headline[f"dev F1@0.5 {task}"] = per_task[task]["f1_at_0.5"]
+            headline[f"all-positive F1 {task}"] = per_task[task]["f1_all_positive"]
+    seconds = sum(m["seconds"] for m in per_model.values())
+    headline.update({"training time (s)": round(seconds, 1), "model": params.models.classifier,
+                     "head": params.training.head, "method": params.training.method})
+    metrics = {
+        "training_table": run.training_table_name(), "plan": plan, "predictions": written, "dev": per_task,
+        "models": {n: _summary(m) for n, m in per_model.items()},
+        "curves": {n: m["log_history"] for n, m in per_model.items()},
+        "headline": headline,
+    }
+    run.write_metrics(STEP, metrics)
+    return metrics
+
+
+def curve_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """All models' curves in one tidy frame with a `model` column."""
+    frames = [curves(h).assign(model=name) for name, h in metrics.get("curves", {}).items()]
+    return pd.concat(frames, ignore_index=True) if frames else curves([])
+
+
+def plot_curves(frame: pd.DataFrame):
+    """Loss and dev-F1 curves (two panels)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    loss = frame[frame.metric.str.contains("loss")]
+    f1 = frame[frame.metric.str.contains("F1")]
+    if len(loss):
+        sns.lineplot(data=loss, x="step", y="value", hue="metric", style="model", ax=axes[0], marker="o")
+    if len(f1):
+        sns.lineplot(data=f1, x="step", y="value", hue="metric", style="model", ax=axes[1], marker="o")
+    axes[0].set(title="Loss", xlabel="training step", ylabel="loss")
+    axes[1].set(title="Dev F1 (positive class)", xlabel="training step", ylabel="F1")
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["run_fine_tuning", "model_plan", "score_run", "curves", "curve_frame", "plot_curves"]

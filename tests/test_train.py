@@ -1,0 +1,190 @@
+"""Step 05 on tiny random models: heads, restricted loss, LoRA round trip, resume, DDP, scorer paths."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from qckit.config import Params
+from qckit.prompts import build_prompt, label_token_ids
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+
+def toy_pairs(n: int = 96, seed: int = 0, *, easy: bool = False) -> pd.DataFrame:
+    """A learnable toy task: relevant when the query names the category's leaf (easy: says so)."""
+    rng = np.random.default_rng(seed)
+    leaves = ["shoes", "phone case", "dress", "lamp", "mug", "wallet"]
+    rows = []
+    for i in range(n):
+        q = leaves[rng.integers(len(leaves))]
+        pos = bool(rng.random() < 0.6)
+        leaf = q if pos else leaves[(leaves.index(q) + 1 + rng.integers(len(leaves) - 1)) % len(leaves)]
+        task = "QC" if i % 2 else "QI"
+        target = f"home,stuff,{leaf}" if task == "QC" else f"New 2024 {leaf.title()} Best Quality"
+        query = f"{'yes' if pos else 'no'} {q}" if easy else f"cheap {q}"
+        rows.append({"id": i, "task": task, "language": "en", "query": query, "target": target,
+                     "label": int(pos), "origin": "original", "source_id": pd.NA})
+    df = pd.DataFrame(rows)
+    df["label"] = df["label"].astype("Int8")
+    return df
+
+
+def params_for(model: str, head: str, method: str = "full", **training) -> Params:
+    tp = {"head": head, "method": method, "epochs": 2, "batch_size": 8, "learning_rate": 3e-3,
+          "max_length": 64, "warmup_ratio": 0.0, "num_threads": 1, **training}
+    return Params(name="t", models={"classifier": model}, training=tp)
+
+
+def test_prompt_has_shared_prefix_and_levels():
+    p = build_prompt("QC", "zapatos", "home & garden,arts,crafts & sewing,soap molds", language="es")
+    q = build_prompt("QC", "other query", "shoes,boots", language="fr")
+    assert p.prefix == q.prefix and "### Instruction:" in p.prefix
+    assert "Category: home & garden > arts,crafts & sewing > soap molds" in p.suffix
+    assert "Language: Spanish" in p.suffix and p.suffix.endswith("### Response:")
+    assert "Product title: Red Mug" in build_prompt("QI", "mug", "Red Mug").suffix
+
+
+def test_label_words_must_be_single_tokens():
+    from transformers import AutoTokenizer
+
+    from qckit.models import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("tiny:qwen3"))
+    no, yes = label_token_ids(tok)
+    assert no != yes
+    with pytest.raises(ValueError, match=r"single token.*'\s?absolutely not'"):
+        label_token_ids(tok, (" absolutely not", " yes"))
+
+
+@pytest.mark.parametrize("model", ["tiny:qwen3", "tiny:gemma3"])
+def test_yes_no_loss_falls_and_scores_match_plain_forward(model, tmp_path):
+    from qckit.scoring import score_pairs
+    from qckit.train import Encoder, load_trained, train_model
+
+    df = toy_pairs(easy=True)
+    params = params_for(model, "yes_no", epochs=10, learning_rate=1e-2, freeze_embeddings=False, max_length=128)
+    figures = train_model(df, df, params, output_dir=tmp_path / "m")
+    # the loss over the two label words, on the whole set after each epoch
+    losses = [h["eval_loss"] for h in figures["log_history"] if "eval_loss" in h]
+    assert len(losses) == 10 and losses[-1] < losses[0] - 0.01
+    loaded = load_trained(tmp_path / "m")
+    fast = score_pairs(None, df, loaded=loaded, batch_size=7)
+    slow = score_pairs(None, df, loaded=loaded, batch_size=5, prefix_cache=False)
+    model_, tok, meta = loaded
+    from qckit.config import TrainingParams
+
+    enc = Encoder(tok, "yes_no", TrainingParams.model_validate(meta["training"]))
+    with torch.inference_mode():
+        ref = []
+        for f in enc.encode(df.head(12)):
+            logits = model_(input_ids=torch.tensor([f["input_ids"]])).logits[0, -1, list(enc.label_ids)]
+            ref.append(float(torch.softmax(logits, -1)[1]))
+    np.testing.assert_allclose(fast.score, slow.score, atol=1e-5)
+    np.testing.assert_allclose(fast.score.to_numpy()[:12], ref, atol=1e-5)
+    assert fast.score.std() > 1e-4  # the scores depend on the input
+
+
+@pytest.mark.parametrize("num_labels", [1, 2])
+def test_classifier_head_learns_the_toy_task(num_labels, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from qckit.scoring import score_pairs
+    from qckit.train import train_model
+
+    df = toy_pairs(160, easy=True)
+    params = params_for("tiny:bert", "classifier", num_labels=num_labels, epochs=6, freeze_embeddings=False)
+    train_model(df, df.head(40), params, output_dir=tmp_path / "m")
+    preds = score_pairs(tmp_path / "m", df)
+    assert roc_auc_score(df.label.astype(int), preds.score) > 0.9
+
+
+@pytest.mark.parametrize("model,head", [("tiny:qwen3", "yes_no"), ("tiny:bert", "classifier")])
+def test_lora_adapter_round_trip_gives_identical_scores(model, head, tmp_path):
+    from qckit.scoring import score_pairs
+    from qckit.train import train_model
+
+    df = toy_pairs(48)
+    params = params_for(model, head, method="lora", epochs=1, merge_adapter=True)
+    figures = train_model(df, None, params, output_dir=tmp_path / "m", keep_model=True)
+    assert (tmp_path / "m" / "adapter_config.json").exists()
+    trained = figures["model"].eval()
+    from qckit.train import load_trained
+
+    _, tok, meta = load_trained(tmp_path / "m")
+    in_memory = score_pairs(None, df, loaded=(trained, tok, meta))
+    reloaded = score_pairs(tmp_path / "m", df)
+    np.testing.assert_allclose(in_memory.score, reloaded.score, atol=1e-6)
+    assert (tmp_path / "m" / "merged" / "config.json").exists()
+
+
+def test_training_resumes_from_the_last_checkpoint(tmp_path):
+    from qckit.train import train_model
+
+    df = toy_pairs(64)
+    params = params_for("tiny:bert", "classifier", epochs=2, save_steps=4)
+    train_model(df, None, params, output_dir=tmp_path / "m")
+    ckpts = sorted((tmp_path / "m" / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert ckpts
+    # simulate an interruption: drop the final checkpoint, keep an earlier one
+    for extra in ckpts[1:]:
+        shutil.rmtree(extra)
+    figures = train_model(df, None, params, output_dir=tmp_path / "m")
+    assert figures["resumed_from"] and figures["resumed_from"].endswith(ckpts[0].name)
+
+
+def test_torchrun_ddp_two_processes_train_the_same_weights(tmp_path):
+    from qckit.runs import Run
+
+    run = Run(tmp_path / "run").ensure()
+    df = toy_pairs(64)
+    run.write_table("train", df)
+    run.write_table("dev", df.head(16))
+    params_file = tmp_path / "p.yaml"
+    params_file.write_text(
+        "name: ddp\nmodels:\n  classifier: tiny:bert\ntraining:\n  epochs: 1\n  batch_size: 4\n"
+        "  learning_rate: 0.001\n  num_threads: 1\n  max_length: 48\n")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "qckit.train", "--params",
+         str(params_file), "--run-dir", str(run.root), "--output-dir", str(tmp_path / "m"), "--weights-digest"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    digests = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"rank"')]
+    assert sorted(d["rank"] for d in digests) == [0, 1]
+    assert digests[0]["digest"] == digests[1]["digest"]
+    summary = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"train_rows"')]
+    assert summary and summary[0]["train_rows"] == 64
+
+
+def test_vllm_logprob_parsing_renormalises_and_handles_missing_words():
+    from qckit.scoring import vllm_prompts, yes_no_from_logprobs
+
+    assert yes_no_from_logprobs({5: -0.1, 7: -2.4}, (7, 5)) == pytest.approx(2.3)
+    assert yes_no_from_logprobs({5: -0.1}, (7, 5)) == pytest.approx(-0.1 + 30.0)  # "no" missing from top-k
+    assert yes_no_from_logprobs({}, (7, 5)) == 0.0
+    prompts = vllm_prompts(toy_pairs(4), {"language_tag": True, "category_style": "levels"})
+    assert len(prompts) == 4 and all(p.endswith("### Response:") for p in prompts)
+
+
+@pytest.mark.gpu
+def test_vllm_scorer_matches_hf_scorer(tmp_path):
+    from qckit.scoring import score_pairs, score_pairs_vllm
+    from qckit.train import train_model
+
+    df = toy_pairs(32)
+    train_model(df, None, params_for("tiny:qwen3", "yes_no", method="lora", epochs=1), output_dir=tmp_path / "m")
+    hf = score_pairs(tmp_path / "m", df)
+    vl = score_pairs_vllm(tmp_path / "m", df)
+    np.testing.assert_allclose(hf.score, vl.score, atol=2e-2)
