@@ -1,8 +1,11 @@
 """Stakeholder reports: every executed notebook as HTML without code, and an index page.
 
 Reports leave the team and queries are user text, so the pages are built to be inert:
-- notebook outputs go through nbconvert's HTML sanitiser (`sanitize_html`), which escapes or strips
-  markup from outputs, and every `<script>` the template would load is removed;
+- every HTML or Markdown output of a code cell is cleaned with bleach against an allow-list of the
+  markup reports need (headings, paragraphs, tables, lists, inline images from data: URIs); anything
+  else is stripped, attributes such as `onerror=` included. nbconvert's own `sanitize_html` is not used:
+  its allow-list has no headings, paragraphs or table heads, so it shows the tables of pandas as markup;
+- every `<script>` the template would load is removed;
 - each page carries a Content-Security-Policy that forbids scripts and any network fetch, so a page
   opens offline and a `<script>` or `onerror=` that slipped through still cannot run;
 - the index page is written here with every value passed through `html.escape`.
@@ -33,6 +36,49 @@ _SCRIPT_RE = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DO
 _LINK_RE = re.compile(r"<link\b[^>]*href=\"https?://[^>]*>", re.IGNORECASE)
 
 
+ALLOWED_TAGS = [
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "div", "dl", "dt", "em",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "li", "ol", "p", "pre", "small", "span", "strong",
+    "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+]
+ALLOWED_ATTRIBUTES = {
+    "*": ["class", "id", "title"], "a": ["href"], "img": ["src", "alt", "width", "height"],
+    "td": ["colspan", "rowspan"], "th": ["colspan", "rowspan"], "table": ["border"],
+}
+# Whole elements whose content is code or styling, removed with their content (bleach would keep
+# the text of a stripped <style> block on the page). Outputs of pandas carry a <style scoped> block.
+_DROP_BLOCKS_RE = re.compile(r"<(script|style|iframe|object|embed|template)\b[^>]*>.*?</\1\s*>",
+                             re.IGNORECASE | re.DOTALL)
+
+
+def clean_output_html(markup: str) -> str:
+    """User-facing HTML reduced to the allow-list; scripts, handlers and foreign URLs removed."""
+    import bleach
+
+    markup = _DROP_BLOCKS_RE.sub("", markup)
+    return bleach.clean(markup, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
+                        protocols=["http", "https", "mailto", "data"], strip=True, strip_comments=True)
+
+
+def _clean_outputs(cell) -> None:
+    """Sanitise one code cell's outputs in place (Markdown outputs become sanitised HTML)."""
+    from nbconvert.filters import markdown2html
+
+    kept = []
+    for output in cell.get("outputs", []):
+        if _is_script_output(output):
+            continue
+        data = output.get("data", {})
+        if "text/markdown" in data:
+            data["text/html"] = markdown2html(data.pop("text/markdown"))
+        if "text/html" in data:
+            data["text/html"] = clean_output_html(data["text/html"])
+        for key in [k for k in data if k.startswith("application/") and "json" not in k]:
+            del data[key]  # widget / javascript bundles: nothing a static report can show
+        kept.append(output)
+    cell.outputs = kept
+
+
 def notebook_to_html(notebook: str | Path) -> str:
     """An executed notebook as a self-contained, script-free HTML page without code cells."""
     import nbformat
@@ -41,10 +87,10 @@ def notebook_to_html(notebook: str | Path) -> str:
     nb = nbformat.read(str(notebook), as_version=4)
     for cell in nb.cells:  # papermill's injected-parameters cell is code: hidden with the rest
         if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.get("outputs", []) if not _is_script_output(o)]
+            _clean_outputs(cell)
     exporter = HTMLExporter(
         template_name="lab", exclude_input=True, exclude_input_prompt=True,
-        exclude_output_prompt=True, sanitize_html=True, embed_images=True,
+        exclude_output_prompt=True, embed_images=True,
     )
     body, _ = exporter.from_notebook_node(nb)
     return _harden(body)

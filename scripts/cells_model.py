@@ -78,7 +78,7 @@ the expected calibration error (ECE) measures. Intervals are bootstrap 95% inter
         ("code", """
 metrics = run_calibration(params, run)
 pd.DataFrame({task: {k: v for k, v in m.items() if not isinstance(v, (dict, list))}
-              for task, m in metrics["tasks"].items()})
+              for task, m in metrics["tasks"].items()}).round(4)
 """),
         ("markdown", "## F1 against the threshold"),
         ("code", """

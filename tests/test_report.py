@@ -61,6 +61,9 @@ def test_index_has_figures_links_and_escaped_text(report: Path):
 def test_notebook_page_hides_code_embeds_figures_and_is_inert(report: Path):
     page = (report.parent / "01_show.html").read_text()
     assert "visible output" in page
+    # tables and markdown render as markup, not as escaped source
+    assert "<th>query</th>" in page.replace(' style="text-align: right;"', "") and "&lt;table" not in page
+    assert "&lt;p&gt;" not in page and "<p>raw: " in page
     assert "plt.subplots" not in page and "write_metrics" not in page  # code cells hidden
     assert re.search(r"<img[^>]+src=\"data:image/png;base64,", page)
     assert not _scripts(page)
