@@ -1,4 +1,4 @@
-"""Command line: `qckit run | report | validate | models`.
+"""Command line: `qckit run | report | validate | params | predict | ablate | models`.
 
 Imports stay inside the commands so `qckit validate` starts without loading torch or papermill.
 Exit codes: 0 success, 1 the work failed (invalid data, a failed step), 2 bad usage or parameters.
@@ -69,6 +69,39 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from qckit.data import DataError
+    from qckit.submission import SubmissionError, predict_files
+
+    try:
+        written = predict_files(args.run, args.input, args.output)
+    except (SubmissionError, DataError, FileNotFoundError) as err:
+        print(f"qckit predict: {err}", file=sys.stderr)
+        return 2
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from qckit.ablation import run_ablation
+    from qckit.config import ParamsError
+    from qckit.pipeline import RunError
+
+    try:
+        table, report = run_ablation(
+            args.params, variants=[v.strip() for v in args.variants.split(",") if v.strip()],
+            ablation_id=args.ablation_id, outputs_dir=args.outputs_dir, resume=args.resume,
+            progress=not args.quiet,
+        )
+    except (ParamsError, RunError, ValueError) as err:
+        print(f"qckit ablate: {err}", file=sys.stderr)
+        return 2
+    print(table.to_string(index=False))
+    print(f"report: {report}")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from qckit import models
 
@@ -111,6 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", help="validate a parameter profile and print it resolved")
     p.add_argument("params", type=Path)
     p.set_defaults(func=_cmd_params)
+
+    p = sub.add_parser("predict", help="score official test files with a run's model and thresholds")
+    p.add_argument("--run", required=True, type=Path, help="a run directory with steps 05 and 06 done")
+    p.add_argument("--input", required=True, nargs="+", type=Path, help="official-format files (labels optional)")
+    p.add_argument("--output", required=True, type=Path, help="folder for submit_QC.txt, submit_QI.txt, submit.zip")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("ablate", help="run the chain per variant and write the ablation table")
+    p.add_argument("-p", "--params", required=True, type=Path)
+    p.add_argument("--variants", default="baseline,translation,negatives,noise,all",
+                   help="comma-separated: baseline, translation, negatives, noise, all")
+    p.add_argument("--ablation-id", help="folder name under outputs/ (default: <profile>-ablation-<time>)")
+    p.add_argument("--outputs-dir", type=Path)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_ablate)
 
     p = sub.add_parser("models", help="materialise or list the built-in offline models")
     p.add_argument("action", choices=["prepare", "list"])
