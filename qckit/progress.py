@@ -15,8 +15,16 @@ def headless() -> bool:
 
 
 def progress(iterable: Iterable | None = None, **kwargs: Any):
-    """`tqdm.auto.tqdm`, disabled when running headless (unless `disable` is given)."""
+    """`tqdm.auto.tqdm`, or plain `tqdm` disabled when running headless (unless `disable` is given).
+
+    Headless runs never import tqdm.auto: in a kernel without widgets it writes a warning into the
+    executed notebook.
+    """
+    if headless() and kwargs.get("disable", True):
+        from tqdm import tqdm
+
+        kwargs["disable"] = True
+        return tqdm(iterable, **kwargs)
     from tqdm.auto import tqdm
 
-    kwargs.setdefault("disable", headless())
     return tqdm(iterable, **kwargs)

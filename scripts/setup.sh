@@ -28,7 +28,7 @@ log "registering the Jupyter kernel 'qckit' inside the environment"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name qckit --display-name "Python (qckit)" >/dev/null
 
 # System packages: Apertium (offline MT, step 02) and Chromium (headless report test).
-APT_PACKAGES="apertium apertium-spa-ita apertium-eng-spa apertium-es-pt apertium-fr-es chromium"
+APT_PACKAGES="apertium cg3 apertium-spa-ita apertium-eng-spa apertium-es-pt apertium-fr-es chromium"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

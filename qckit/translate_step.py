@@ -1,0 +1,419 @@
+"""Step 02: translate labelled rows of high-resource languages into the zero-shot languages.
+
+Rows of ``translation.sources`` (Spanish in the paper) are translated into ``translation.targets`` (by
+default the languages the audit found without training rows), keeping their labels; the category path or
+item title stays as it is. Both positive and negative rows are translated, whole queries at a time, up to
+``rows_per_target`` rows per target language. Each created row has ``origin = "translated"`` and the id of
+its source row in ``source_id``.
+
+Translations pass five filters, each counted per pair: ``empty`` output, output ``identical`` to the
+input, ``length_ratio`` out of bounds, output not in the target ``language`` (py3langid, restricted to
+the project's languages), and ``duplicate`` of a row that already exists. Pairs the chosen backend cannot
+serve are listed with the reason in the metrics and the notebook, never skipped silently.
+
+Writes ``data/translated.parquet`` (kept created rows, with ``source_language``, ``source_query``,
+``backend``, ``route``), ``data/translation_dropped.parquet`` (dropped ones with ``drop_reason``),
+``data/train_translated.parquet`` (the training table plus the kept rows; base columns) and
+``metrics/02_translation.json``.
+
+Example:
+    >>> candidates, metrics = run_translation(params, Run("outputs/demo-1"))
+    >>> metrics["headline"]["uncovered_pairs"]
+    'es-de, es-pl, es-ar'
+    >>> pair_table(metrics)            # requested, translated, kept and drops per pair
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from qckit import BASE_COLUMNS, TASKS
+from qckit.audit import language_order
+from qckit.data import PAIRS_DTYPES
+from qckit.progress import headless, progress
+from qckit.translate import (
+    APERTIUM_LINES_PER_CALL,
+    LANGUAGE_CODES,
+    TranslationCache,
+    Translator,
+    default_translation_cache,
+    iso639_1,
+    make_translator,
+    translate_cached,
+)
+
+if TYPE_CHECKING:
+    from qckit.config import Params, TranslationParams
+    from qckit.runs import Run
+
+STEP = "02_translation"
+DROP_REASONS = ("empty", "identical", "length_ratio", "language", "duplicate")
+EXTRA_COLUMNS = ("source_language", "source_query", "backend", "route")
+
+
+# language identification -------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _identifier() -> Any:
+    try:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    except ImportError as err:
+        raise ImportError("the language filter needs py3langid: pip install 'qckit[ml]' "
+                          "(or set translation.langid: off)") from err
+    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    # only the project's languages compete: short queries otherwise go to Galician, Catalan, Latin, ...
+    ident.set_languages(sorted({iso639_1(x) for x in LANGUAGE_CODES}))
+    return ident
+
+
+def language_probabilities(texts: Sequence[str], languages: Sequence[str]) -> pd.DataFrame:
+    """p(language | text) from py3langid over the project's languages; one row per text, one column per
+    qckit language code asked for (NaN for a code the identifier does not know).
+
+    Example:
+        >>> language_probabilities(["scarpe da ginnastica bianche"], ["it", "es"]).round(2)
+             it    es
+        0  0.93  0.02
+    """
+    ident = _identifier()
+    known = set(ident.labels)
+    rows = [dict(ident.rank(str(t))) for t in texts]
+    return pd.DataFrame({lang: [r.get(iso639_1(lang), np.nan) if iso639_1(lang) in known else np.nan
+                                for r in rows] for lang in dict.fromkeys(languages)})
+
+
+def in_target_language(outputs: Sequence[str], sources: Sequence[str], targets: Sequence[str], *,
+                       rule: str = "beats_source", min_prob: float = 0.1) -> np.ndarray:
+    """Which outputs pass the language filter.
+
+    ``beats_source``: p(target) > p(source) for the output; ``min_prob``: p(target) >= ``min_prob``.
+    A language the identifier does not know passes. On real es/it queries ``beats_source`` keeps 81% of
+    genuine Italian queries and 11% of untranslated Spanish ones (``min_prob`` 0.1: 75% and 21%).
+    """
+    outputs, sources, targets = list(outputs), list(sources), list(targets)
+    if rule == "off" or not outputs:
+        return np.ones(len(outputs), dtype=bool)
+    probs = language_probabilities(outputs, sorted(set(sources) | set(targets)))
+    idx = np.arange(len(outputs))
+    p_target = probs.to_numpy()[idx, [probs.columns.get_loc(t) for t in targets]]
+    if rule == "min_prob":
+        passed = p_target >= min_prob
+    elif rule == "beats_source":
+        p_source = probs.to_numpy()[idx, [probs.columns.get_loc(s) for s in sources]]
+        passed = p_target > p_source
+    else:
+        raise ValueError(f"rule must be 'off', 'beats_source' or 'min_prob', got {rule!r}")
+    return passed | np.isnan(p_target)
+
+
+# filters -----------------------------------------------------------------------------------------
+def _norm(text: pd.Series) -> pd.Series:
+    return text.astype("string").fillna("").str.casefold().str.split().str.join(" ")
+
+
+def _row_key(df: pd.DataFrame) -> pd.Series:
+    return df["task"].astype(str) + "\x1f" + df["language"].astype(str) + "\x1f" + _norm(df["query"]) + "\x1f" + \
+        df["target"].astype("string").fillna("")
+
+
+def drop_reasons(candidates: pd.DataFrame, existing: pd.DataFrame, *, min_length_ratio: float = 0.33,
+                 max_length_ratio: float = 3.0, langid: str = "beats_source",
+                 langid_min_prob: float = 0.1) -> pd.Series:
+    """The first filter each translated row fails (``DROP_REASONS``), None for rows kept.
+
+    Args:
+        candidates: translated rows with ``query`` (the translation), ``source_query``, ``language``,
+            ``source_language``, ``task`` and ``target``.
+        existing: rows already in the training table; a candidate repeating one (same task, language,
+            query up to case and spacing, and target) is a ``duplicate``, as is a repeat of an earlier
+            candidate.
+    """
+    out, src = candidates["query"].astype("string").fillna(""), candidates["source_query"].astype("string").fillna("")
+    reason = pd.Series(None, index=candidates.index, dtype=object)
+
+    def mark(name: str, failed: pd.Series | np.ndarray) -> None:
+        failed = pd.Series(np.asarray(failed, dtype=bool), index=candidates.index)
+        reason[failed & reason.isna()] = name
+
+    mark("empty", out.str.strip().eq(""))
+    mark("identical", _norm(out) == _norm(src))
+    ratio = out.str.strip().str.len() / src.str.strip().str.len().clip(lower=1)
+    mark("length_ratio", (ratio < min_length_ratio) | (ratio > max_length_ratio))
+    todo = reason.isna()
+    if langid != "off" and todo.any():
+        part = candidates.loc[todo, ["query", "source_language", "language"]]
+        unique = part.drop_duplicates()
+        passed = in_target_language(unique["query"].tolist(), unique["source_language"].tolist(),
+                                    unique["language"].tolist(), rule=langid, min_prob=langid_min_prob)
+        lookup = dict(zip(unique.itertuples(index=False, name=None), passed))
+        failed = pd.Series(False, index=candidates.index)
+        failed[part.index] = [not lookup[t] for t in part.itertuples(index=False, name=None)]
+        mark("language", failed)
+    # only kept rows count as existing: a repeat of a row dropped for another reason is not a duplicate
+    todo = reason.isna()
+    keys = _row_key(candidates)
+    seen = set(_row_key(existing)) if len(existing) else set()
+    mark("duplicate", todo & (keys.isin(seen) | keys.where(todo).duplicated(keep="first")))
+    return reason.astype(object).where(reason.notna(), None)
+
+
+# planning ----------------------------------------------------------------------------------------
+def choose_rows(rows: pd.DataFrame, budget: int | None, *, seed: int, key: str = "") -> pd.DataFrame:
+    """At most ``budget`` rows, whole queries in a seeded random order (a query's positive and negative
+    rows stay together); None takes every row."""
+    if budget is None or len(rows) <= budget:
+        return rows
+    groups = rows.groupby(["task", "query"], sort=True).ngroup().to_numpy()
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    rank = rng.permutation(groups.max() + 1)[groups]
+    order = np.lexsort((np.arange(len(rows)), rank))
+    return rows.iloc[order[:budget]]
+
+
+def plan_pairs(cfg: TranslationParams, targets: Sequence[str], train: pd.DataFrame,
+               translators: Mapping[str, Translator]) -> tuple[list[dict], list[dict]]:
+    """Covered and uncovered (source, target) pairs, each a dict with ``pair``, ``backend`` and either
+    ``route`` or ``reason``."""
+    covered, uncovered = [], []
+    labelled = train[train["task"].isin(cfg.tasks) & train["label"].notna()]
+    for target in targets:
+        for source in cfg.sources:
+            if source == target:
+                continue
+            pair = f"{source}-{target}"
+            backend = cfg.backends.get(pair, cfg.backend)
+            info = {"pair": pair, "source": source, "target": target, "backend": backend}
+            if not (labelled["language"] == source).any():
+                uncovered.append({**info, "reason": f"no labelled training rows in {source} for tasks "
+                                                    f"{', '.join(cfg.tasks)}"})
+                continue
+            cov = translators[backend].check(source, target)
+            if cov.supported:
+                covered.append({**info, "route": cov.route})
+            else:
+                uncovered.append({**info, "reason": cov.reason})
+    return covered, uncovered
+
+
+def _budgets(covered: list[dict], budget: int | None) -> dict[str, int | None]:
+    """The per-target budget shared evenly by the pairs that reach that target."""
+    out: dict[str, int | None] = {}
+    for target in dict.fromkeys(p["target"] for p in covered):
+        pairs = [p["pair"] for p in covered if p["target"] == target]
+        for i, pair in enumerate(pairs):
+            out[pair] = None if budget is None else budget // len(pairs) + (i < budget % len(pairs))
+    return out
+
+
+# the step ----------------------------------------------------------------------------------------
+def _translators(cfg: TranslationParams, params: Params, given: Mapping[str, Translator] | None
+                 ) -> dict[str, Translator]:
+    names = {cfg.backend, *cfg.backends.values()}
+    made = dict(given or {})
+    for name in names - set(made):
+        made[name] = make_translator(name, model=cfg.model, prompt=cfg.prompt, pivot=cfg.pivot,
+                                     batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+                                     engine=cfg.vllm_engine, cache_dir=params.models.cache_dir)
+    return made
+
+
+def _translate_pair(info: dict, rows: pd.DataFrame, translator: Translator, cache: TranslationCache | None,
+                    batch_size: int) -> tuple[pd.DataFrame, dict]:
+    source, target = info["source"], info["target"]
+    # no bar at all when headless: tqdm.auto warns about ipywidgets on import inside a kernel
+    mapping, stats = translate_cached(translator, rows["query"].astype(str).tolist(), source, target,
+                                      cache=cache, batch_size=batch_size,
+                                      progress=None if headless() else progress)
+    created = rows.assign(
+        language=target, source_query=rows["query"], query=rows["query"].astype(str).map(mapping),
+        origin="translated", source_id=rows["id"], source_language=source, backend=info["backend"],
+        route=info["route"])
+    figures = {"requested": len(rows), "texts": stats.texts, "cache_hits": stats.cache_hits,
+               "translated": stats.translated, "seconds": round(stats.seconds, 3),
+               "sentences_per_s": None if stats.sentences_per_s is None else round(stats.sentences_per_s, 1)}
+    return created, figures
+
+
+def _with_ids(kept: pd.DataFrame, first_id: int, targets: Sequence[str], sources: Sequence[str]) -> pd.DataFrame:
+    """New ids from ``first_id`` on, in a fixed order: target, source language, source row id."""
+    order = kept.assign(_t=kept["language"].map({t: i for i, t in enumerate(targets)}),
+                        _s=kept["source_language"].map({s: i for i, s in enumerate(sources)}))
+    order = order.sort_values(["_t", "_s", "source_id", "task"], kind="stable").drop(columns=["_t", "_s"])
+    return order.assign(id=np.arange(first_id, first_id + len(order), dtype=np.int64)).reset_index(drop=True)
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    return df.astype({c: t for c, t in PAIRS_DTYPES.items() if c in df.columns and c != "id"})
+
+
+def run_translation(params: Params, run: Run, *, translators: Mapping[str, Translator] | None = None
+                    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Step 02 in one call; see the module docstring for what it writes.
+
+    Args:
+        translators: backends by name to use instead of building them from the parameters (tests,
+            or a translator already loaded in a notebook).
+
+    Returns:
+        Every translated candidate row (kept ones with their new ``id``, dropped ones with their
+        ``drop_reason``) and the metrics written to ``metrics/02_translation.json``.
+    """
+    cfg = params.translation
+    train = run.read_table("train")
+    audit = run.read_metrics("01_data_audit")
+    targets = list(cfg.targets) if cfg.targets is not None else list(audit.get("zero_shot_languages", []))
+    metrics: dict[str, Any] = {"enabled": cfg.enabled, "backend": cfg.backend, "backends": dict(cfg.backends),
+                               "sources": list(cfg.sources), "targets": targets, "tasks": list(cfg.tasks)}
+    if not cfg.enabled:
+        return _finish(run, train, pd.DataFrame(columns=[*BASE_COLUMNS, *EXTRA_COLUMNS, "drop_reason"]),
+                       metrics, [], [], {})
+    made = _translators(cfg, params, translators)
+    covered, uncovered = plan_pairs(cfg, targets, train, made)
+    cache = TranslationCache(default_translation_cache(cfg.cache_dir))
+    budgets = _budgets(covered, cfg.rows_per_target)
+    labelled = train[train["task"].isin(cfg.tasks) & train["label"].notna()]
+    frames, figures = [], {}
+    for info in covered:
+        rows = choose_rows(labelled[labelled["language"] == info["source"]], budgets[info["pair"]],
+                           seed=params.run.seed, key=info["pair"])
+        batch = APERTIUM_LINES_PER_CALL if info["backend"] == "apertium" else cfg.batch_size
+        created, figures[info["pair"]] = _translate_pair(info, rows, made[info["backend"]], cache, batch)
+        frames.append(created)
+        run.log(f"{STEP}: {info['pair']} via {info['route']}: {len(rows)} rows, "
+                f"{figures[info['pair']]['translated']} texts translated, {figures[info['pair']]['cache_hits']} cached")
+    candidates = (pd.concat(frames, ignore_index=True) if frames
+                  else pd.DataFrame(columns=[*BASE_COLUMNS, *EXTRA_COLUMNS]))
+    candidates["drop_reason"] = drop_reasons(
+        candidates, train, min_length_ratio=cfg.min_length_ratio, max_length_ratio=cfg.max_length_ratio,
+        langid=cfg.langid, langid_min_prob=cfg.langid_min_prob) if len(candidates) else pd.Series(dtype=object)
+    metrics["cache_dir"] = str(cache.path.parent)
+    return _finish(run, train, candidates, metrics, covered, uncovered, figures)
+
+
+def _first_id(run: Run, train: pd.DataFrame) -> int:
+    ids = [train["id"]] + [run.read_table(s)["id"] for s in ("dev", "test") if run.has_table(s)]
+    ids = [i for i in ids if len(i)]
+    return int(max(i.max() for i in ids)) + 1 if ids else 1
+
+
+def _finish(run: Run, train: pd.DataFrame, candidates: pd.DataFrame, metrics: dict[str, Any],
+            covered: list[dict], uncovered: list[dict], figures: dict[str, dict]) -> tuple[pd.DataFrame, dict]:
+    kept_mask = candidates["drop_reason"].isna()
+    kept = _with_ids(candidates[kept_mask], _first_id(run, train), metrics["targets"], metrics["sources"])
+    kept = _typed(kept[[*BASE_COLUMNS, *EXTRA_COLUMNS]])
+    dropped = _typed(candidates[~kept_mask].drop(columns="id")).reset_index(drop=True)
+    augmented = _typed(pd.concat([train[list(BASE_COLUMNS)], kept[list(BASE_COLUMNS)]], ignore_index=True))
+    run.write_table("translated", kept)
+    run.write_table("translation_dropped", dropped)
+    run.write_table("train_translated", augmented)
+    metrics.update(_figures(candidates, covered, uncovered, figures))
+    metrics["rows"] = {"train": len(train), "translated": len(kept), "train_translated": len(augmented)}
+    metrics["coverage"] = {
+        "before": _counts(train), "after": _counts(augmented),
+    }
+    metrics["languages_added"] = language_order(set(kept["language"]) - set(train["language"]))
+    metrics["headline"] = _headline(metrics)
+    run.write_metrics(STEP, metrics)
+    h = metrics["headline"]
+    run.log(f"{STEP}: {h['translated_rows']} rows kept; uncovered pairs: {h['uncovered_pairs']}")
+    out = pd.concat([kept, dropped], ignore_index=True)
+    return out, metrics
+
+
+def _counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """rows per task and language"""
+    return {t: {k: int(v) for k, v in part["language"].value_counts().items()}
+            for t, part in df.groupby("task", sort=False)}
+
+
+def _figures(candidates: pd.DataFrame, covered: list[dict], uncovered: list[dict],
+             figures: dict[str, dict]) -> dict[str, Any]:
+    pairs = []
+    for info in covered:
+        part = candidates[(candidates["source_language"] == info["source"]) &
+                          (candidates["language"] == info["target"])]
+        reasons = part["drop_reason"].value_counts()
+        pairs.append({**info, **figures[info["pair"]], "kept": int(part["drop_reason"].isna().sum()),
+                      "dropped": {r: int(reasons.get(r, 0)) for r in DROP_REASONS}})
+    fresh = sum(p["translated"] for p in pairs)
+    seconds = sum(p["seconds"] for p in pairs)
+    return {
+        "pairs": pairs,
+        "uncovered_pairs": uncovered,
+        "drop_reasons": {r: sum(p["dropped"][r] for p in pairs) for r in DROP_REASONS},
+        "throughput": {"sentences": fresh, "seconds": round(seconds, 3),
+                       "sentences_per_s": round(fresh / seconds, 1) if fresh and seconds > 0 else None},
+        "cache": {"hits": sum(p["cache_hits"] for p in pairs), "translated": fresh},
+    }
+
+
+def _headline(m: dict[str, Any]) -> dict[str, Any]:
+    requested = sum(p["requested"] for p in m.get("pairs", []))
+    speed = m.get("throughput", {}).get("sentences_per_s")
+    return {
+        "backend": m["backend"] + (f" (+{len(m['backends'])} overrides)" if m["backends"] else ""),
+        "translated_rows": m["rows"]["translated"],
+        "keep_rate": round(m["rows"]["translated"] / requested, 4) if requested else None,
+        "pairs_translated": ", ".join(p["pair"] for p in m.get("pairs", [])) or "none",
+        "uncovered_pairs": ", ".join(p["pair"] for p in m.get("uncovered_pairs", [])) or "none",
+        "languages_added": ", ".join(m["languages_added"]) or "none",
+        "sentences_per_s": speed if speed is not None else ("all cached" if m.get("pairs") else "n/a"),
+        "cache_hits": m.get("cache", {}).get("hits", 0),
+    }
+
+
+# tables for the notebook -------------------------------------------------------------------------
+def pair_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per translated pair: backend, route, rows requested, texts, translated, cached, kept,
+    keep rate and sentences per second."""
+    cols = ["pair", "backend", "route", "requested", "texts", "translated", "cache_hits", "kept", "sentences_per_s"]
+    df = pd.DataFrame([{c: p.get(c) for c in cols} for p in metrics.get("pairs", [])], columns=cols)
+    df.insert(len(cols) - 1, "keep_rate", (df["kept"] / df["requested"].where(df["requested"] > 0)).round(3))
+    return df
+
+
+def drop_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows dropped per pair (rows) and filter (columns), with a total row and column."""
+    df = pd.DataFrame({p["pair"]: p["dropped"] for p in metrics.get("pairs", [])}, index=list(DROP_REASONS)).T
+    df = df.reindex(columns=list(DROP_REASONS)).fillna(0).astype(int)
+    df["total"] = df.sum(axis=1)
+    if len(df):
+        df.loc["all pairs"] = df.sum(axis=0)
+    return df.rename_axis("pair")
+
+
+def uncovered_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Pairs that were asked for but not translated, with the backend and the reason."""
+    return pd.DataFrame(metrics.get("uncovered_pairs", []), columns=["pair", "backend", "reason"])
+
+
+def side_by_side(candidates: pd.DataFrame, n: int = 10, *, seed: int = 0) -> pd.DataFrame:
+    """A seeded sample of source queries beside their translations, kept and dropped ones."""
+    cols = ["task", "source_language", "language", "source_query", "query", "label", "drop_reason"]
+    if candidates.empty or n <= 0:
+        return pd.DataFrame(columns=cols)
+    sample = candidates.drop_duplicates(["source_language", "language", "source_query"])
+    sample = sample.sample(min(n, len(sample)), random_state=seed).sort_values(["language", "source_query"])
+    sample = sample[cols].assign(drop_reason=sample["drop_reason"].fillna(""))
+    return sample.rename(columns={"source_query": "source", "query": "translation",
+                                  "drop_reason": "dropped_by"}).reset_index(drop=True)
+
+
+def coverage_before_after(metrics: Mapping[str, Any], languages: Sequence[str] | None = None) -> pd.DataFrame:
+    """Training rows per task and language before and after the step, tidy: ``task, language, origin,
+    rows`` with origin ``original`` or ``translated``. Languages with training rows and the step's
+    targets are shown, plus ``languages`` (e.g. ``qckit.LANGUAGES``), zero where they have no rows."""
+    before, after = metrics["coverage"]["before"], metrics["coverage"]["after"]
+    present = {x for counts in (*before.values(), *after.values()) for x in counts}
+    langs = language_order(set(languages or ()) | set(metrics.get("targets", [])) | present)
+    rows = []
+    for task in [t for t in TASKS if t in after or t in before]:
+        for lang in langs:
+            b, a = before.get(task, {}).get(lang, 0), after.get(task, {}).get(lang, 0)
+            rows += [{"task": task, "language": lang, "origin": "original", "rows": b},
+                     {"task": task, "language": lang, "origin": "translated", "rows": a - b}]
+    return pd.DataFrame(rows, columns=["task", "language", "origin", "rows"])
