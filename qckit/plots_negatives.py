@@ -10,11 +10,6 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-import matplotlib
-import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
@@ -22,22 +17,12 @@ from matplotlib.figure import Figure
 from qckit import TASKS
 from qckit.audit import language_order
 from qckit.negatives import SKIP_REASONS, similarity_groups
+from qckit.plots import _figure, _style  # one figure style for every step
 
 KIND_PALETTE = {"positive": "#55a868", "labelled negative": "#4c72b0", "mined negative": "#c44e52"}
 PHASE_PALETTE = {"before": "#8c8c8c", "after": "#c44e52"}
-MAX_WIDTH = 10.0
 
 
-@contextlib.contextmanager
-def _style() -> Iterator[None]:
-    with sns.axes_style("whitegrid"), matplotlib.rc_context({"font.size": 9, "axes.titlesize": 10,
-                                                           "figure.titlesize": 11}):
-        yield
-
-
-def _figure(width: float, height: float, ncols: int = 1, **kwargs):
-    fig = plt.figure(figsize=(min(width, MAX_WIDTH), height), layout="constrained")
-    return fig, fig.subplots(1, ncols, squeeze=False, **kwargs)[0]
 
 
 def _no_data(ax, message: str) -> None:
