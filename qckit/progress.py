@@ -28,3 +28,19 @@ def progress(iterable: Iterable | None = None, **kwargs: Any):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, **kwargs)
+
+
+def quiet_libraries() -> None:
+    """In headless runs, keep transformers' progress bars and load reports out of the stored notebook."""
+    if not headless():
+        return
+    import warnings
+
+    # tqdm.auto (imported by transformers) warns when ipywidgets is missing from the kernel
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

@@ -39,8 +39,10 @@ def score_pairs(
     import torch
 
     from qckit.config import TrainingParams
+    from qckit.progress import quiet_libraries
     from qckit.train import Encoder, load_trained
 
+    quiet_libraries()
     model, tokenizer, meta = loaded or load_trained(model_dir)
     tp = TrainingParams.model_validate(meta["training"])
     encoder = Encoder(tokenizer, meta["head"], tp)

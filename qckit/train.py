@@ -353,6 +353,9 @@ def train_model(
     import torch
     from transformers import EarlyStoppingCallback, set_seed
 
+    from qckit.progress import headless, quiet_libraries
+
+    quiet_libraries()
     tp, seed = params.training, params.run.seed
     if tp.num_threads:
         torch.set_num_threads(tp.num_threads)
@@ -378,6 +381,10 @@ def train_model(
         head=tp.head, label_ids=getattr(encoder, "label_ids", None),
         loss_fn=make_loss(tp, positive_weight(train_df.label.to_numpy(float), tp)),
     )
+    if headless():  # the per-step log dicts go to metrics and the curves figure, not to the notebook
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     checkpoint = _last_checkpoint(output_dir / "checkpoints") if resume else None
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
