@@ -312,16 +312,3 @@ def test_disabled_step_writes_only_metrics(audited_run, tmp_path):
     assert json.loads(run.metrics_path("03_negative_mining").read_text())["enabled"] is False
 
 
-def test_notebook_matches_its_generator():
-    import importlib.util
-
-    import nbformat
-
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("make_notebook", repo / "scripts" / "make_notebook.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    built = nbformat.writes(module.build_notebook(module.NOTEBOOKS["03_negative_mining"]()))
-    path = repo / "notebooks" / "03_negative_mining.ipynb"
-    assert path.read_text(encoding="utf-8").strip() == built.strip(), (
-        "notebooks/03_negative_mining.ipynb differs from scripts/make_notebook.py; regenerate it")

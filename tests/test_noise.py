@@ -393,19 +393,12 @@ def test_finetuned_detector_through_the_trainer(audited, tmp_path):
     assert set(clean.task) == {"QC", "QI"}  # the task not cleaned is kept as it is
 
 
-def test_notebook_matches_its_generator():
-    import importlib.util
+def test_notebook_is_thin():
 
     import nbformat
 
-    spec = importlib.util.spec_from_file_location("make_notebook", REPO / "scripts" / "make_notebook.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    built = nbformat.writes(module.build_notebook(module.noise_detection_cells()))
+    # matching scripts/make_notebook.py: tests/test_notebooks.py
     path = REPO / "notebooks" / "04_noise_detection.ipynb"
-    assert path.read_text(encoding="utf-8").strip() == built.strip(), (
-        "notebooks/04_noise_detection.ipynb differs from its cells in scripts/make_notebook.py; "
-        "regenerate it with `python scripts/make_notebook.py 04_noise_detection`")
     nb = nbformat.read(str(path), as_version=4)
     assert nb.cells[0].metadata["tags"] == ["parameters"]
     assert "run_noise_detection(params, run)" in "".join(c.source for c in nb.cells)
