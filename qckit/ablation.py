@@ -106,12 +106,15 @@ def ablation_table(root: Path, variants: list[str]) -> pd.DataFrame:
             train_rows = sum(m.get("train_rows", 0) for m in ft.get("models", {}).values())
         for task, m in cal["tasks"].items():
             lo, hi = (m.get("f1_ci") or [None, None])[:2]
+            cv_lo, cv_hi = (m.get("f1_held_out_threshold_ci") or [None, None])[:2]
             rows.append({
                 "variant": variant, "task": task, "f1": m.get("f1"), "f1_low": lo, "f1_high": hi,
+                "f1_held_out": m.get("f1_held_out_threshold"), "f1_held_out_low": cv_lo, "f1_held_out_high": cv_hi,
                 "all_positive_f1": m.get("all_positive_f1"), "threshold": m.get("threshold"),
                 "train_rows": train_rows, "paper_dev_f1": PAPER_DEV_F1.get(variant, {}).get(task),
             })
-    return pd.DataFrame(rows, columns=["variant", "task", "f1", "f1_low", "f1_high", "all_positive_f1",
+    return pd.DataFrame(rows, columns=["variant", "task", "f1", "f1_low", "f1_high", "f1_held_out",
+                                       "f1_held_out_low", "f1_held_out_high", "all_positive_f1",
                                        "threshold", "train_rows", "paper_dev_f1"])
 
 
@@ -155,7 +158,8 @@ def write_ablation_report(root: Path, table: pd.DataFrame, statuses: dict[str, d
     img = base64.b64encode(buf.getvalue()).decode()
     e = html.escape
     fmt = table.copy()
-    for col in ("f1", "f1_low", "f1_high", "all_positive_f1", "threshold", "paper_dev_f1"):
+    for col in ("f1", "f1_low", "f1_high", "f1_held_out", "f1_held_out_low", "f1_held_out_high", "all_positive_f1",
+                "threshold", "paper_dev_f1"):
         fmt[col] = fmt[col].map(lambda v: "–" if pd.isna(v) else f"{v:.4f}")
     steps = pd.DataFrame(statuses).T.fillna("–")
     links = "".join(f"<li><a href='{e(v)}/report/index.html'>{e(v)}</a></li>" for v in statuses)
@@ -166,7 +170,8 @@ def write_ablation_report(root: Path, table: pd.DataFrame, statuses: dict[str, d
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .25rem .6rem; }}</style>
 </head><body><h1>Ablation <code>{e(root.name)}</code></h1>
 <p>Dev F1 of the positive class at the threshold calibrated on dev (step 06), with its bootstrap 95%
-interval and the all-positive F1 of the same rows. The paper's dev figures (arXiv 2510.21671, cumulative
+interval and the all-positive F1 of the same rows; <code>f1_held_out</code> judges each query-grouped fold of
+dev at the threshold fitted on the other folds (no row helps choose its own threshold). The paper's dev figures (arXiv 2510.21671, cumulative
 additions on Qwen3-14B) are shown for reference.</p>
 {fmt.to_html(index=False, escape=True, border=0)}
 <img alt="ablation figure" src="data:image/png;base64,{img}">

@@ -148,11 +148,22 @@ class LoraParams(Section):
     )
 
 
+class EmbeddingHeadParams(Section):
+    neighbours: int = Field(30, ge=0, description="Closest training queries whose labels become features; 0: none.")
+    trees: int = Field(200, gt=0, description="Boosting iterations of the HistGradientBoosting estimator.")
+    learning_rate: float = Field(0.05, gt=0, le=1, description="Boosting learning rate.")
+    max_leaf_nodes: int = Field(31, ge=2, description="Leaves per tree.")
+    l2_regularization: float = Field(0.0, ge=0, description="L2 penalty on leaf values.")
+
+
 class TrainingParams(Section):
     enabled: bool = Field(True, description="Run step 05; when false the step writes only its metrics.")
-    head: Literal["classifier", "yes_no"] = Field(
-        "classifier", description="'classifier': sequence classification; 'yes_no': causal LM answering yes/no."
+    head: Literal["classifier", "yes_no", "embedding"] = Field(
+        "classifier", description="'classifier': sequence classification; 'yes_no': causal LM answering yes/no; "
+        "'embedding': frozen embeddings of models.classifier + neighbour labels + boosted trees (the CPU head)."
     )
+    embedding: EmbeddingHeadParams = Field(default_factory=EmbeddingHeadParams,
+                                           description="Head 'embedding': neighbours and trees.")
     method: Literal["full", "lora", "qlora"] = Field(
         "full", description="Full fine-tuning, LoRA via peft, or QLoRA (4-bit base through bitsandbytes; GPU)."
     )

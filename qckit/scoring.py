@@ -44,6 +44,10 @@ def score_pairs(
 
     quiet_libraries()
     model, tokenizer, meta = loaded or load_trained(model_dir)
+    if meta["head"] == "embedding":
+        from qckit.embedding_head import score_embedding_head
+
+        return _with_scores(df, score_embedding_head(model_dir, df, loaded=(model, tokenizer, meta)))
     tp = TrainingParams.model_validate(meta["training"])
     encoder = Encoder(tokenizer, meta["head"], tp)
     feats = encoder.encode(df)
@@ -53,9 +57,13 @@ def score_pairs(
             out = _score_yes_no(model, tokenizer, encoder, df, feats, batch_size, prefix_cache)
         else:
             out = _score_classifier(model, tokenizer, feats, batch_size)
+    return _with_scores(df, out)
+
+
+def _with_scores(df: pd.DataFrame, logodds: np.ndarray) -> pd.DataFrame:
     result = df.copy()
-    result["logit"] = out
-    result["score"] = 1.0 / (1.0 + np.exp(-out))
+    result["logit"] = logodds
+    result["score"] = 1.0 / (1.0 + np.exp(-logodds))
     return result
 
 

@@ -357,6 +357,10 @@ def train_model(
 
     quiet_libraries()
     tp, seed = params.training, params.run.seed
+    if tp.head == "embedding":  # frozen encoder + trees: no Trainer, no checkpoints (it fits in seconds)
+        from qckit.embedding_head import train_embedding_head
+
+        return train_embedding_head(train_df, dev_df, params, output_dir=output_dir)
     if tp.num_threads:
         torch.set_num_threads(tp.num_threads)
     set_seed(seed)
@@ -445,6 +449,10 @@ def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False):
 
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
+    if meta["head"] == "embedding":  # (estimator, bank, meta): no torch model
+        from qckit.embedding_head import load_embedding_head
+
+        return load_embedding_head(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     auto = AutoModelForSequenceClassification if meta["head"] == "classifier" else AutoModelForCausalLM
     if (model_dir / "adapter_config.json").exists():
