@@ -31,15 +31,51 @@ def available(dataset: str) -> bool:
     return data is not None and (data / FILES[dataset][0] / FILES[dataset][1]).exists()
 
 
-def profile(out: Path, *, dataset: str, model_profile: str, name: str,
-            train_languages: list[str] | None = None, training: dict[str, Any] | None = None) -> Path:
-    """Write a profile for ``dataset`` with ``model_profile``'s models/training/calibration; returns its path."""
+def dev_sample(out: Path, dataset: str, rows: int, seed: int = 0) -> Path:
+    """A seeded sample of ``rows`` dev rows, stratified by language and label, as JSON lines under out."""
+    folder, _, dev = FILES[dataset]
+    lines = (shared_data_dir() / folder / dev).read_text(encoding="utf-8").splitlines()
+    frame = pd.DataFrame({"line": lines, "key": [str((r["language"], r["label"])) for r in map(_json, lines)]})
+    frac = min(1.0, rows / len(frame))
+    sample = frame.groupby("key", group_keys=False).sample(frac=frac, random_state=seed).sort_index()
+    path = out / f"dev-sample-{dataset}-{rows}.jsonl"
+    path.write_text("\n".join(sample["line"]) + "\n", encoding="utf-8")
+    return path
+
+
+def _json(line: str) -> dict:
+    import json
+
+    return json.loads(line)
+
+
+def flipped_train(out: Path, dataset: str, rate: float, seed: int = 0) -> Path:
+    """The train file with ``rate`` of its labels flipped (``qckit.noise.inject_noise``), as JSON lines under out."""
+    from qckit.noise import inject_noise
+
+    folder, train, _ = FILES[dataset]
+    raw = pd.read_json(shared_data_dir() / folder / train, lines=True, dtype=False)
+    noisy, _ = inject_noise(raw, rate, seed=seed)
+    path = out / f"train-{dataset}-flipped-{rate:g}.jsonl"
+    noisy.to_json(path, orient="records", lines=True, force_ascii=False)
+    return path
+
+
+def profile(out: Path, *, dataset: str, model_profile: str, name: str, train_languages: list[str] | None = None,
+            training: dict[str, Any] | None = None, dev_rows: int | None = None,
+            train_file: Path | None = None) -> Path:
+    """Write a profile for ``dataset`` with ``model_profile``'s models/training/calibration; returns its path.
+
+    ``dev_rows``: score a stratified sample of dev of that size (for profiles too slow to score all of it);
+    ``train_file``: train on this file instead of the sample's own (e.g. ``flipped_train``).
+    """
     base = yaml.safe_load((REPO / "params" / "cikm.yaml").read_text())
     model = yaml.safe_load((REPO / "params" / f"{model_profile}.yaml").read_text())
     folder, train, dev = FILES[dataset]
     data = shared_data_dir() / folder
+    dev_file = dev_sample(out, dataset, dev_rows) if dev_rows else data / dev
     base["name"] = name
-    base["data"].update({"train": [str(data / train)], "dev": [str(data / dev)], "test": [], "tasks": [dataset],
+    base["data"].update({"train": [str(train_file or data / train)], "dev": [str(dev_file)], "test": [], "tasks": [dataset],
                          "train_languages": train_languages})
     for section in ("translation", "negatives"):
         base[section]["tasks"] = [dataset]
@@ -99,16 +135,22 @@ def table_records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return table[cols].round(4).to_dict(orient="records")
 
 
-def step_effect(variant: str, dataset: str, out: Path, *, model_profile: str = "cpu-trees") -> dict[str, Any]:
-    """Dev F1 without and with one data step (ablation variant ``variant``) on one real sample."""
+def step_effect(variant: str, dataset: str, out: Path, *, model_profile: str = "cpu-trees",
+                flip_rate: float | None = None) -> dict[str, Any]:
+    """Dev F1 without and with one data step (ablation variant ``variant``) on one real sample.
+
+    ``flip_rate``: train on a copy of the train file with that share of labels flipped (seed 0).
+    """
     import json
     import time
 
-    name = f"{variant}-effect-{dataset.lower()}"
-    params = profile(out, dataset=dataset, model_profile=model_profile, name=name)
+    name = f"{variant}-effect-{dataset.lower()}" + (f"-flipped-{flip_rate:g}" if flip_rate else "")
+    train_file = flipped_train(out, dataset, flip_rate) if flip_rate else None
+    params = profile(out, dataset=dataset, model_profile=model_profile, name=name, train_file=train_file)
     start = time.perf_counter()
     table = run_variants(params, ["baseline", variant], out, name)
-    figures: dict[str, Any] = {"dataset": dataset, "model_profile": model_profile, "table": table_records(table),
+    figures: dict[str, Any] = {"dataset": dataset, "model_profile": model_profile, "flip_rate": flip_rate,
+                               "table": table_records(table),
                                "seconds": round(time.perf_counter() - start, 1)}
     for v in ("baseline", variant):
         run = run_dir(out, name, v)
@@ -121,8 +163,12 @@ def step_effect(variant: str, dataset: str, out: Path, *, model_profile: str = "
     return figures
 
 
-def effect_main(benchmark: str, variant: str, doc: str, argv: list[str] | None = None) -> int:
-    """Command line of the step-effect benchmarks: run ``step_effect`` per dataset, write the result."""
+def effect_main(benchmark: str, variant: str, doc: str, argv: list[str] | None = None,
+                flip_rates: tuple[float | None, ...] = (None,)) -> int:
+    """Command line of the step-effect benchmarks: run ``step_effect`` per dataset (and flip rate), write the result.
+
+    Result keys: the dataset (``QC``), or with a flip rate ``QC_flipped_0.1``.
+    """
     import argparse
     import json
     import sys
@@ -143,7 +189,8 @@ def effect_main(benchmark: str, variant: str, doc: str, argv: list[str] | None =
     with tempfile.TemporaryDirectory(prefix=f"qckit-{benchmark}-") as tmp:
         out = args.keep or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        figures = {d: step_effect(variant, d, out) for d in datasets}
+        figures = {d + (f"_flipped_{r:g}" if r else ""): step_effect(variant, d, out, flip_rate=r)
+                   for d in datasets for r in flip_rates}
     print(json.dumps(figures, indent=1))
     path = write_result(
         benchmark,
@@ -151,7 +198,7 @@ def effect_main(benchmark: str, variant: str, doc: str, argv: list[str] | None =
         figures={**figures, "f1": "held-out thresholds: each query-grouped dev fold judged at the threshold of the "
                                   "others; ci = bootstrap 95%"},
         goal=f"report dev F1 with and without the step ({variant}) for the best CPU model, beside all-positive F1",
-        met=all(figures[d][v]["f1"] is not None for d in datasets for v in ("baseline", variant)),
+        met=all(f[v]["f1"] is not None for f in figures.values() for v in ("baseline", variant)),
         data="cikm-qc-sample (QC, train all ten languages) and qi-en-sample (QI, English); params/cpu-trees model",
     )
     print(f"wrote {path}")

@@ -263,7 +263,7 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return {"train_rows": len(train_df), "seconds": seconds, "resumed_from": None,
             "rows_per_second": len(train_df) / max(seconds, 1e-9), "peak_memory_mib": _peak_memory_mib(),
-            "log_history": history, "trainable_parameters": int(model.n_iter_ * max(1, tp.embedding.max_leaf_nodes))}
+            "log_history": history, "trees": int(model.n_iter_), "features": int(X.shape[1])}
 
 
 def load_embedding_head(model_dir: str | Path) -> tuple[Any, Bank, dict[str, Any]]:

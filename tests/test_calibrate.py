@@ -347,3 +347,39 @@ def test_calibration_figures_draw_headless():
     assert f"before temperature scaling (ECE {ece['QC']['before']:.3f})" in legend
     assert isinstance(plots_eval.reliability_diagram(table.iloc[:0]), Figure)
     assert isinstance(plots_eval.f1_threshold_curve({}, {}), Figure)
+
+
+# thresholds judged on rows that did not choose them ------------------------------------------------
+def test_held_out_thresholds_never_see_the_labels_they_judge():
+    """A fold's predictions depend on the other folds' labels only: flipping every label of one fold
+    leaves that fold's predictions as they were (and moves others')."""
+    data = overconfident(1200, seed=4)
+    folds = cal.query_folds(data["query"], folds=5, seed=13)
+    before = cal.held_out_threshold_predictions(data, folds=5, seed=13)
+    flipped = data.copy()
+    k = folds == 2
+    flipped.loc[k, "label"] = 1 - flipped.loc[k, "label"]
+    after = cal.held_out_threshold_predictions(flipped, folds=5, seed=13)
+    assert (after[k] == before[k]).all()
+    assert (after[~k] != before[~k]).any()
+
+
+def test_held_out_f1_is_below_the_dev_fitted_f1_on_noise():
+    """On scores that carry no signal, the threshold fitted on all of dev finds a lucky cut; held-out
+    thresholds do not, which is why quality figures use them."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    data = predictions(rng.integers(0, 2, n), rng.random(n), queries=[f"q{i}" for i in range(n)])
+    metrics = cal.calibrate(data, n_bootstrap=200)["tasks"]["QC"]
+    assert metrics["f1_held_out_threshold"] < metrics["f1"]
+    lo, hi = metrics["f1_held_out_threshold_ci"]
+    assert lo <= metrics["f1_held_out_threshold"] <= hi
+    # separable scores: every fold finds a separating threshold
+    sep = predictions([0, 1] * 200, [0.2, 0.8] * 200, queries=[f"q{i}" for i in range(400)])
+    assert cal.f1_from_counts(*_counts(sep["label"], cal.held_out_threshold_predictions(sep))) == 1.0
+
+
+def _counts(y, pred):
+    y, pred = np.asarray(y, int), np.asarray(pred, int)
+    tp = int(((y == 1) & (pred == 1)).sum())
+    return tp, int(pred.sum()) - tp, int(y.sum()) - tp

@@ -115,3 +115,30 @@ def test_trees_on_frozen_e5_learn_the_demo_and_reload_identically(demo_tables, t
     # the same seed trains the same trees
     train_model(train, dev, params, output_dir=tmp_path / "m2")
     np.testing.assert_array_equal(score_pairs(tmp_path / "m2", dev).score.to_numpy(), scored.score.to_numpy())
+
+
+def test_step_05_with_the_embedding_head_scores_dev_and_draws_curves(tmp_path):
+    """Plumbing on the smoke profile (tiny random BERT as the frozen encoder): step 05's functions
+    write predictions for dev and test in split order, metrics with the curves, and the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from qckit.audit import run_audit
+    from qckit.runs import Run
+    from qckit.train_step import curve_frame, plot_curves, run_fine_tuning
+
+    params = load_params(REPO / "params" / "smoke.yaml")
+    tp = params.training.model_copy(update={
+        "head": "embedding", "embedding": params.training.embedding.model_copy(update={"trees": 20})})
+    params = params.model_copy(update={"training": tp})
+    run = Run(tmp_path / "run").ensure()
+    run_audit(params, run)
+    metrics = run_fine_tuning(params, run)
+    assert metrics["headline"]["head"] == "embedding"
+    for split in ("dev", "test"):
+        preds = pd.read_parquet(run.path("predictions", f"{split}.parquet"))
+        assert list(preds.id) == list(run.read_table(split).id)
+        assert preds.score.between(0, 1).all()
+    frame = curve_frame(metrics)
+    assert {"train loss", "dev F1 (best threshold)"} <= set(frame.metric)
+    assert plot_curves(frame) is not None
