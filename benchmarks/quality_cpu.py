@@ -63,7 +63,9 @@ def write(results: dict) -> Path:
     return write_result(
         "quality_cpu",
         baseline="predicting all-positive on the same dev rows (all_positive_f1), with each F1's bootstrap interval",
-        figures={"runs": runs, "best_profile": best, "meets_goal": meets},
+        figures={"best_profile": best, **{f"best_f1_{d}": by_profile[best].get(d, {}).get("f1_held_out")
+                                          for d in ("QC", "QI")},
+                 "runs": runs, "meets_goal": meets},
         goal=f"QC and QI dev F1 >= {GOAL_F1} (held-out thresholds) for the best CPU profile, "
              f"each under {GOAL_MINUTES} min of training on 2 cores",
         met=any(meets.values()),

@@ -160,6 +160,7 @@ def step_effect(variant: str, dataset: str, out: Path, *, model_profile: str = "
             figures[v]["step_headline"] = json.loads((run / "metrics" / f"{step}.json").read_text()).get("headline")
     gain = figures[variant]["f1"] - figures["baseline"]["f1"]
     figures["gain"] = round(gain, 4)
+    figures["paired_gain"] = paired_gain(run_dir(out, name, "baseline"), run_dir(out, name, variant))
     return figures
 
 
@@ -195,7 +196,8 @@ def effect_main(benchmark: str, variant: str, doc: str, argv: list[str] | None =
     path = write_result(
         benchmark,
         baseline="the same model and data without the step (ablation 'baseline'), and all-positive F1 on the same rows",
-        figures={**figures, "f1": "held-out thresholds: each query-grouped dev fold judged at the threshold of the "
+        figures={**{f"gain_{k}": f["gain"] for k, f in figures.items()}, **figures,
+                 "f1": "held-out thresholds: each query-grouped dev fold judged at the threshold of the "
                                   "others; ci = bootstrap 95%"},
         goal=f"report dev F1 with and without the step ({variant}) for the best CPU model, beside all-positive F1",
         met=all(f[v]["f1"] is not None for f in figures.values() for v in ("baseline", variant)),
@@ -203,3 +205,37 @@ def effect_main(benchmark: str, variant: str, doc: str, argv: list[str] | None =
     )
     print(f"wrote {path}")
     return 0
+
+
+def paired_gain(run_a: Path, run_b: Path, *, language: str | None = None, n: int = 2000, seed: int = 13,
+                folds: int = 5) -> dict[str, Any]:
+    """F1(b) - F1(a) on the same dev rows with a paired bootstrap 95% interval (rows resampled jointly).
+
+    Both runs' predictions are at held-out thresholds. The paired interval is what says whether a gain is
+    clear: two overlapping marginal intervals can still hide a consistent difference, and vice versa.
+    """
+    from qckit.calibrate import f1_from_counts, held_out_threshold_predictions
+
+    def held_out(run: Path) -> pd.DataFrame:
+        preds = pd.read_parquet(run / "predictions" / "dev.parquet").dropna(subset=["label"]).reset_index(drop=True)
+        return preds.assign(pred=held_out_threshold_predictions(preds, folds=folds, seed=seed))[
+            ["id", "language", "label", "pred"]]
+
+    both = held_out(run_a).merge(held_out(run_b), on=["id", "language", "label"], suffixes=("_a", "_b"))
+    if language is not None:
+        both = both[both["language"] == language]
+    y = both["label"].to_numpy(int)
+    pa, pb = both["pred_a"].to_numpy(int), both["pred_b"].to_numpy(int)
+
+    def f1(weights: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        tp = weights @ ((pred == 1) & (y == 1))
+        return f1_from_counts(tp, weights @ (pred == 1) - tp, weights @ (y == 1) - tp)
+
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=n).astype(float)  # row resampling counts
+    diffs = f1(weights, pb) - f1(weights, pa)
+    ones = np.ones((1, len(y)))
+    gain = float((f1(ones, pb) - f1(ones, pa))[0])
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return {"rows": len(y), "gain": round(gain, 4), "ci": [round(float(lo), 4), round(float(hi), 4)],
+            "share_of_resamples_above_zero": round(float((diffs > 0).mean()), 3)}
