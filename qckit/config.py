@@ -209,6 +209,15 @@ class TrainingParams(Section):
     merge_adapter: bool = Field(False, description="Also write a merged model (LoRA weights folded in).")
     num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None: torch's default.")
 
+    @model_validator(mode="after")
+    def _embedding_head_fits(self) -> TrainingParams:
+        if self.head == "embedding" and self.method != "full":
+            raise ValueError("head 'embedding' fine-tunes nothing (frozen encoder + trees): method must be 'full', "
+                             f"not {self.method!r}")
+        if self.head == "embedding" and self.two_stage:
+            raise ValueError("two_stage needs a fine-tuned model to start from; head 'embedding' has none")
+        return self
+
 
 class NoiseParams(Section):
     enabled: bool = Field(True, description="Run step 04; when false the step writes only its metrics.")

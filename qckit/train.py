@@ -1,12 +1,15 @@
 """Fine-tuning with the HF Trainer: classifier or yes/no head; full, LoRA or QLoRA; one model or per task.
 
-Two heads:
+Three heads:
 - ``classifier``: ``AutoModelForSequenceClassification`` on the (query, target) pair; one logit with a
   binary cross-entropy, or two classes with a cross-entropy.
 - ``yes_no``: a causal LM reads the Alpaca prompt of ``qckit.prompts``; the loss is a cross-entropy over
   the two label-word logits at the answer position only, and p(yes) = softmax(no, yes)[yes] (the paper).
   Only the answer position's two logits are computed: the backbone's last hidden state is multiplied by
   the two rows of the output embedding, never by the whole vocabulary.
+- ``embedding``: no fine-tuning; frozen embeddings of ``models.classifier``, neighbour labels and lexical
+  overlap fed to gradient-boosted trees (``qckit.embedding_head``; ``train_model`` hands over to it). The
+  best head on 2 CPU cores (benchmarks/results/quality_cpu.json).
 
 The same entry point runs under ``torchrun --nproc_per_node=N -m qckit.train ...`` (DDP; the Trainer
 does the distribution).

@@ -67,3 +67,13 @@ def test_defaults_are_the_documented_ones():
     params = Params(name="x")
     assert params.data.source == "demo" and params.data.drop_duplicates is True
     assert params.models.trust_remote_code is False
+
+
+@pytest.mark.parametrize("extra, message", [("  method: lora\n", "method must be 'full'"),
+                                            ("  two_stage: true\n", "two_stage needs a fine-tuned model")])
+def test_embedding_head_refuses_settings_it_cannot_honour(tmp_path: Path, extra: str, message: str):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\ntraining:\n  head: embedding\n" + extra)
+    with pytest.raises(ParamsError, match=message) as err:
+        load_params(path)
+    assert "training" in str(err.value)
