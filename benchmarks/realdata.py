@@ -12,6 +12,7 @@ figure; both beside the all-positive F1 of the same rows, with bootstrap 95% int
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +36,12 @@ def dev_sample(out: Path, dataset: str, rows: int, seed: int = 0) -> Path:
     """A seeded sample of ``rows`` dev rows, stratified by language and label, as JSON lines under out."""
     folder, _, dev = FILES[dataset]
     lines = (shared_data_dir() / folder / dev).read_text(encoding="utf-8").splitlines()
-    frame = pd.DataFrame({"line": lines, "key": [str((r["language"], r["label"])) for r in map(_json, lines)]})
+    frame = pd.DataFrame({"line": lines, "key": [str((r["language"], r["label"])) for r in map(json.loads, lines)]})
     frac = min(1.0, rows / len(frame))
     sample = frame.groupby("key", group_keys=False).sample(frac=frac, random_state=seed).sort_index()
     path = out / f"dev-sample-{dataset}-{rows}.jsonl"
     path.write_text("\n".join(sample["line"]) + "\n", encoding="utf-8")
     return path
-
-
-def _json(line: str) -> dict:
-    import json
-
-    return json.loads(line)
 
 
 def flipped_train(out: Path, dataset: str, rate: float, seed: int = 0) -> Path:
@@ -104,8 +99,6 @@ def run_dir(out: Path, ablation_id: str, variant: str) -> Path:
 
 def training_figures(run: Path) -> dict[str, Any]:
     """Training time, rows and peak memory of step 05 (summed / maxed over its models)."""
-    import json
-
     metrics = json.loads((run / "metrics" / "05_fine_tuning.json").read_text())
     models = metrics.get("models", {}).values()
     return {"train_rows": sum(m.get("train_rows", 0) for m in models),
@@ -113,15 +106,23 @@ def training_figures(run: Path) -> dict[str, Any]:
             "peak_memory_mib": round(max((m.get("peak_memory_mib", 0.0) for m in models), default=0.0), 1)}
 
 
+def held_out_predictions(run: Path, *, folds: int = 5, seed: int = 13) -> pd.DataFrame:
+    """A run's labelled dev predictions with ``pred``: 0/1 at held-out thresholds (fitted on the other folds)."""
+    from qckit.calibrate import held_out_threshold_predictions
+
+    preds = pd.read_parquet(run / "predictions" / "dev.parquet").dropna(subset=["label"]).reset_index(drop=True)
+    return preds.assign(pred=held_out_threshold_predictions(preds, folds=folds, seed=seed))
+
+
 def slice_f1(run: Path, *, language: str | None = None, folds: int = 5, seed: int = 13) -> dict[str, Any]:
     """Held-out-threshold dev F1 of one language (or all rows), its interval and all-positive F1.
 
     Thresholds are fitted per fold on all languages' other folds, then the language's rows are scored.
     """
-    from qckit.calibrate import all_positive_f1, bootstrap_f1, held_out_threshold_predictions
+    from qckit.calibrate import all_positive_f1, bootstrap_f1
 
-    preds = pd.read_parquet(run / "predictions" / "dev.parquet").dropna(subset=["label"]).reset_index(drop=True)
-    pred = held_out_threshold_predictions(preds, folds=folds, seed=seed)
+    preds = held_out_predictions(run, folds=folds, seed=seed)
+    pred = preds["pred"].to_numpy()
     keep = np.ones(len(preds), bool) if language is None else (preds["language"] == language).to_numpy()
     y = preds["label"].to_numpy(int)[keep]
     f1, lo, hi = bootstrap_f1(y, pred[keep], seed=seed)
@@ -141,7 +142,6 @@ def step_effect(variant: str, dataset: str, out: Path, *, model_profile: str = "
 
     ``flip_rate``: train on a copy of the train file with that share of labels flipped (seed 0).
     """
-    import json
     import time
 
     name = f"{variant}-effect-{dataset.lower()}" + (f"-flipped-{flip_rate:g}" if flip_rate else "")
@@ -171,7 +171,6 @@ def effect_main(benchmark: str, variant: str, doc: str, argv: list[str] | None =
     Result keys: the dataset (``QC``), or with a flip rate ``QC_flipped_0.1``.
     """
     import argparse
-    import json
     import sys
     import tempfile
 
@@ -214,14 +213,11 @@ def paired_gain(run_a: Path, run_b: Path, *, language: str | None = None, n: int
     Both runs' predictions are at held-out thresholds. The paired interval is what says whether a gain is
     clear: two overlapping marginal intervals can still hide a consistent difference, and vice versa.
     """
-    from qckit.calibrate import f1_from_counts, held_out_threshold_predictions
+    from qckit.calibrate import f1_from_counts
 
-    def held_out(run: Path) -> pd.DataFrame:
-        preds = pd.read_parquet(run / "predictions" / "dev.parquet").dropna(subset=["label"]).reset_index(drop=True)
-        return preds.assign(pred=held_out_threshold_predictions(preds, folds=folds, seed=seed))[
-            ["id", "language", "label", "pred"]]
-
-    both = held_out(run_a).merge(held_out(run_b), on=["id", "language", "label"], suffixes=("_a", "_b"))
+    keep = ["id", "language", "label", "pred"]
+    both = held_out_predictions(run_a, folds=folds, seed=seed)[keep].merge(
+        held_out_predictions(run_b, folds=folds, seed=seed)[keep], on=["id", "language", "label"], suffixes=("_a", "_b"))
     if language is not None:
         both = both[both["language"] == language]
     y = both["label"].to_numpy(int)
