@@ -154,6 +154,15 @@ class EmbeddingHeadParams(Section):
     learning_rate: float = Field(0.05, gt=0, le=1, description="Boosting learning rate.")
     max_leaf_nodes: int = Field(31, ge=2, description="Leaves per tree.")
     l2_regularization: float = Field(0.0, ge=0, description="L2 penalty on leaf values.")
+    fine_tune_encoder: bool = Field(
+        False, description="Fine-tune the encoder on the labelled pairs first (sentence-transformers, CoSENT loss: "
+        "relevant pairs closer than irrelevant ones), then take features from it; saved in the model folder.")
+    encoder_epochs: float = Field(1.0, gt=0, description="Epochs of encoder fine-tuning.")
+    encoder_learning_rate: float = Field(5e-5, gt=0, description="Learning rate of encoder fine-tuning.")
+    encoder_batch_size: int = Field(32, ge=2, description="Pairs per step of encoder fine-tuning (CoSENT compares "
+                                    "the pairs of a batch with each other).")
+    encoder_max_rows: int | None = Field(None, ge=2, description="Fine-tune the encoder on at most this many "
+                                         "rows (a seeded sample); the trees still see every row.")
     query_context: bool = Field(
         True, description="Add how each row's features compare with the other rows of its query scored in the same "
         "call (gap to the best, rank): listwise context for result lists; a row's score then depends on its batch.")

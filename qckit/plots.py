@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -50,6 +50,27 @@ def _no_data(ax, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def task_panels(tasks: Sequence[str], title: str, part: Callable[[str], Any], draw: Callable[[Any, str, Any], None],
+                *, width: float = 4.5, height: float = 3.6, empty: str = "no labelled rows", **subplot_kw) -> Figure:
+    """A figure with one panel per task, the shape of most figures of the kit.
+
+    ``part(task)`` selects the task's data; ``draw(ax, task, data)`` draws a panel whose data is not empty
+    (None or no rows get the ``empty`` message instead). ``subplot_kw`` goes to ``Figure.subplots``
+    (``sharey=True``...).
+    """
+    with _style():
+        fig, axes = _figure(1.0 + width * len(tasks), height, ncols=len(tasks), **subplot_kw)
+        fig.suptitle(title)
+        for ax, task in zip(axes, tasks):
+            ax.set_title(task)
+            data = part(task)
+            if data is None or len(data) == 0:
+                _no_data(ax, empty)
+                continue
+            draw(ax, task, data)
+    return fig
 
 
 def coverage_heatmap(coverage: pd.DataFrame, *, zero_shot: Sequence[str] = ()) -> Figure:
@@ -114,32 +135,28 @@ def class_balance_chart(balance: pd.DataFrame, *, zero_shot: Sequence[str] = ())
     labelled = balance.dropna(subset=["positive_share"]) if len(balance) else balance
     tasks = [t for t in TASKS if t in set(labelled.get("task", []))] or ["(no labels)"]
     langs = language_order(labelled["language"].unique()) if len(labelled) else []
-    with _style():
-        fig, axes = _figure(1.0 + 4.5 * len(tasks), 3.8, ncols=len(tasks), sharey=True)
-        title = "Share of positive labels per language (by task and split)"
-        fig.suptitle(title + ("; zero-shot languages in red" if zero_shot else ""))
-        for ax, task in zip(axes, tasks):
-            part = labelled[labelled["task"].eq(task)] if len(labelled) else labelled
-            ax.set_title(task)
-            if part.empty:
-                _no_data(ax, "no labelled rows")
-                continue
-            has_split = "split" in part.columns
-            splits = [s for s in SPLITS if has_split and s in set(part["split"])]
-            order = [x for x in langs if x in set(part["language"])]
-            hue = "split" if has_split else None
-            sns.barplot(part, x="language", y="positive_share", hue=hue, order=order,
-                        hue_order=splits or None, palette=SPLIT_PALETTE if has_split else None, ax=ax)
-            if len(order) < 3:  # keep bars of a one-language panel from spanning the whole axes
-                ax.set_xlim(-1.5, len(order) + 0.5)
-            _mark_zero_shot(ax, order, zero_shot, axis="x")
-            ax.axhline(0.5, color="0.5", linewidth=0.8, linestyle="--")
-            ax.set_ylim(0, 1)
-            ax.set_xlabel("language")
-            ax.set_ylabel("positive share")
-            if ax.get_legend() is not None:
-                ax.legend(title="split", fontsize=8, title_fontsize=8, loc="lower right")
-    return fig
+
+    def draw(ax, task: str, part: pd.DataFrame) -> None:
+        has_split = "split" in part.columns
+        splits = [s for s in SPLITS if has_split and s in set(part["split"])]
+        order = [x for x in langs if x in set(part["language"])]
+        hue = "split" if has_split else None
+        sns.barplot(part, x="language", y="positive_share", hue=hue, order=order,
+                    hue_order=splits or None, palette=SPLIT_PALETTE if has_split else None, ax=ax)
+        if len(order) < 3:  # keep bars of a one-language panel from spanning the whole axes
+            ax.set_xlim(-1.5, len(order) + 0.5)
+        _mark_zero_shot(ax, order, zero_shot, axis="x")
+        ax.axhline(0.5, color="0.5", linewidth=0.8, linestyle="--")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("language")
+        ax.set_ylabel("positive share")
+        if ax.get_legend() is not None:
+            ax.legend(title="split", fontsize=8, title_fontsize=8, loc="lower right")
+
+    title = "Share of positive labels per language (by task and split)"
+    return task_panels(tasks, title + ("; zero-shot languages in red" if zero_shot else ""),
+                       lambda task: labelled[labelled["task"].eq(task)] if len(labelled) else labelled, draw,
+                       height=3.8, sharey=True)
 
 
 def length_distributions(data: pd.DataFrame, *, unit: Literal["chars", "tokens"] = "chars") -> Figure:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from qckit import TASKS
 from qckit.audit import language_order
-from qckit.plots import TASK_PALETTE, _figure, _mark_zero_shot, _no_data, _style
+from qckit.plots import TASK_PALETTE, _figure, _mark_zero_shot, _no_data, _style, task_panels
 
 STAGE_STYLE = {"before": {"color": "#c44e52", "marker": "o"}, "after": {"color": "#4c72b0", "marker": "s"}}
 
@@ -48,35 +48,30 @@ def f1_threshold_curve(sweeps_by_task: Mapping[str, pd.DataFrame], chosen: Mappi
         paper: task -> the paper's fixed threshold (dashed line), e.g. QC 0.4, QI 0.2.
         all_positive: task -> the all-positive F1, drawn as a dotted floor.
     """
-    tasks = _task_order(sweeps_by_task) or ["(no labels)"]
-    with _style():
-        fig, axes = _figure(1.0 + 4.5 * len(tasks), 3.8, ncols=len(tasks), sharey=True)
-        fig.suptitle("F1 against the decision threshold (dev; positive when score >= threshold)")
-        for ax, task in zip(axes, tasks):
-            ax.set_title(task)
-            sweep = sweeps_by_task.get(task)
-            if sweep is None or sweep.empty:
-                _no_data(ax, "no labelled rows")
-                continue
-            color = TASK_PALETTE.get(task, "#4c72b0")
-            ax.plot(sweep["threshold"], sweep["precision"], color="0.65", lw=0.8, label="precision")
-            ax.plot(sweep["threshold"], sweep["recall"], color="0.45", lw=0.8, ls=":", label="recall")
-            ax.plot(sweep["threshold"], sweep["f1"], color=color, lw=1.8, label="F1")
-            if task in chosen:
-                t = chosen[task]
-                ax.axvline(t, color=color, lw=1.2, label=f"chosen {t:.3f} (F1 {_f1_at(sweep, t):.3f})")
-            if paper and task in paper:
-                t = paper[task]
-                ax.axvline(t, color="0.2", lw=1.0, ls="--", label=f"paper {t:g} (F1 {_f1_at(sweep, t):.3f})")
-            if all_positive and task in all_positive:
-                ax.axhline(all_positive[task], color="0.5", lw=0.8, ls="-.",
-                           label=f"all-positive F1 {all_positive[task]:.3f}")
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1.02)
-            ax.set_xlabel("threshold")
-            ax.set_ylabel("score")
-            ax.legend(fontsize=7, loc="lower left")
-    return fig
+
+    def draw(ax, task: str, sweep: pd.DataFrame) -> None:
+        color = TASK_PALETTE.get(task, "#4c72b0")
+        ax.plot(sweep["threshold"], sweep["precision"], color="0.65", lw=0.8, label="precision")
+        ax.plot(sweep["threshold"], sweep["recall"], color="0.45", lw=0.8, ls=":", label="recall")
+        ax.plot(sweep["threshold"], sweep["f1"], color=color, lw=1.8, label="F1")
+        if task in chosen:
+            t = chosen[task]
+            ax.axvline(t, color=color, lw=1.2, label=f"chosen {t:.3f} (F1 {_f1_at(sweep, t):.3f})")
+        if paper and task in paper:
+            t = paper[task]
+            ax.axvline(t, color="0.2", lw=1.0, ls="--", label=f"paper {t:g} (F1 {_f1_at(sweep, t):.3f})")
+        if all_positive and task in all_positive:
+            ax.axhline(all_positive[task], color="0.5", lw=0.8, ls="-.",
+                       label=f"all-positive F1 {all_positive[task]:.3f}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("threshold")
+        ax.set_ylabel("score")
+        ax.legend(fontsize=7, loc="lower left")
+
+    return task_panels(_task_order(sweeps_by_task) or ["(no labels)"],
+                       "F1 against the decision threshold (dev; positive when score >= threshold)",
+                       sweeps_by_task.get, draw, height=3.8, sharey=True)
 
 
 def reliability_diagram(table: pd.DataFrame, *, ece: Mapping[str, Mapping[str, float]] | None = None
@@ -89,33 +84,29 @@ def reliability_diagram(table: pd.DataFrame, *, ece: Mapping[str, Mapping[str, f
         ece: task -> stage -> ECE, written in the legend (``metrics["tasks"][task]["ece_before"]`` ...);
             None computes it from ``table``.
     """
-    tasks = _task_order(table["task"]) if len(table) else ["(no labels)"]
-    with _style():
-        fig, axes = _figure(1.0 + 4.0 * len(tasks), 4.0, ncols=len(tasks), sharey=True)
-        fig.suptitle("Reliability: observed positive rate per probability bin (dev)")
-        for ax, task in zip(axes, tasks):
-            ax.set_title(task)
-            part = table[table["task"].eq(task)] if len(table) else table
-            if part.empty:
-                _no_data(ax, "no labelled rows")
-                continue
-            ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--", label="perfect calibration")
-            for stage in [s for s in STAGE_STYLE if s in set(part["stage"])]:
-                bins = part[part["stage"].eq(stage)]
-                value = (ece or {}).get(task, {}).get(stage)
-                if value is None:  # row-weighted mean gap, as expected_calibration_error
-                    value = float(np.average(bins["gap"].abs(), weights=bins["rows"]))
-                style = STAGE_STYLE[stage]
-                ax.plot(bins["mean_predicted"], bins["fraction_positive"], color=style["color"], lw=1.0)
-                ax.scatter(bins["mean_predicted"], bins["fraction_positive"], color=style["color"],
-                           marker=style["marker"], s=12 + 120 * bins["rows"] / bins["rows"].max(),
-                           label=f"{stage} temperature scaling (ECE {value:.3f})", zorder=3)
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.set_xlabel("mean predicted probability")
-            ax.set_ylabel("observed positive rate")
-            ax.legend(fontsize=7, loc="upper left")
-    return fig
+
+    def draw(ax, task: str, part: pd.DataFrame) -> None:
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--", label="perfect calibration")
+        for stage in [s for s in STAGE_STYLE if s in set(part["stage"])]:
+            bins = part[part["stage"].eq(stage)]
+            value = (ece or {}).get(task, {}).get(stage)
+            if value is None:  # row-weighted mean gap, as expected_calibration_error
+                value = float(np.average(bins["gap"].abs(), weights=bins["rows"]))
+            style = STAGE_STYLE[stage]
+            ax.plot(bins["mean_predicted"], bins["fraction_positive"], color=style["color"], lw=1.0)
+            ax.scatter(bins["mean_predicted"], bins["fraction_positive"], color=style["color"],
+                       marker=style["marker"], s=12 + 120 * bins["rows"] / bins["rows"].max(),
+                       label=f"{stage} temperature scaling (ECE {value:.3f})", zorder=3)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("mean predicted probability")
+        ax.set_ylabel("observed positive rate")
+        ax.legend(fontsize=7, loc="upper left")
+
+    return task_panels(_task_order(table["task"]) if len(table) else ["(no labels)"],
+                       "Reliability: observed positive rate per probability bin (dev)",
+                       lambda task: table[table["task"].eq(task)] if len(table) else table, draw,
+                       width=4.0, height=4.0, sharey=True)
 
 
 def f1_heatmap(metrics_by_lang: pd.DataFrame, *, zero_shot: Sequence[str] = ()) -> Figure:

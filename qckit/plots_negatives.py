@@ -17,18 +17,11 @@ from matplotlib.figure import Figure
 from qckit import TASKS
 from qckit.audit import language_order
 from qckit.negatives import SKIP_REASONS, similarity_groups
-from qckit.plots import _figure, _style  # one figure style for every step
+from qckit.plots import _figure, _no_data, _style, task_panels  # one figure style for every step
 
 KIND_PALETTE = {"positive": "#55a868", "labelled negative": "#4c72b0", "mined negative": "#c44e52"}
 PHASE_PALETTE = {"before": "#8c8c8c", "after": "#c44e52"}
 
-
-
-
-def _no_data(ax, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _tasks(table: pd.DataFrame) -> list[str]:
@@ -45,22 +38,17 @@ def similarity_distributions(table: pd.DataFrame) -> Figure:
     """
     scored = table[table["similarity"].notna()] if "similarity" in table else table.iloc[:0]
     scored = scored.assign(kind=similarity_groups(scored)).dropna(subset=["kind"]) if len(scored) else scored
-    tasks = _tasks(scored)
-    with _style():
-        fig, axes = _figure(1.0 + 4.5 * len(tasks), 3.6, ncols=len(tasks))
-        fig.suptitle("Query–target cosine similarity: positives, labelled negatives, mined negatives")
-        for ax, task in zip(axes, tasks):
-            part = scored[scored["task"].eq(task)] if len(scored) else scored
-            ax.set_title(task)
-            if part.empty:
-                _no_data(ax, "no scored rows")
-                continue
-            kinds = [k for k in KIND_PALETTE if k in set(part["kind"])]
-            sns.histplot(part, x="similarity", hue="kind", hue_order=kinds, palette=KIND_PALETTE,
-                         stat="density", common_norm=False, element="step", fill=False, bins=40, ax=ax)
-            ax.set_xlabel("cosine similarity")
-            ax.set_ylabel("density (each kind sums to 1)")
-    return fig
+
+    def draw(ax, task: str, part: pd.DataFrame) -> None:
+        kinds = [k for k in KIND_PALETTE if k in set(part["kind"])]
+        sns.histplot(part, x="similarity", hue="kind", hue_order=kinds, palette=KIND_PALETTE,
+                     stat="density", common_norm=False, element="step", fill=False, bins=40, ax=ax)
+        ax.set_xlabel("cosine similarity")
+        ax.set_ylabel("density (each kind sums to 1)")
+
+    return task_panels(_tasks(scored), "Query–target cosine similarity: positives, labelled negatives, mined negatives",
+                       lambda task: scored[scored["task"].eq(task)] if len(scored) else scored, draw,
+                       empty="no scored rows")
 
 
 def balance_change_chart(balance: pd.DataFrame) -> Figure:
@@ -69,30 +57,24 @@ def balance_change_chart(balance: pd.DataFrame) -> Figure:
     Args:
         balance: the table of ``qckit.negatives.class_balance_change``.
     """
-    tasks = _tasks(balance)
-    with _style():
-        fig, axes = _figure(1.0 + 4.5 * len(tasks), 3.6, ncols=len(tasks), sharey=True)
-        fig.suptitle("Share of positive labels per language, before and after adding mined negatives")
-        for ax, task in zip(axes, tasks):
-            part = balance[balance["task"].eq(task)] if len(balance) else balance
-            ax.set_title(task)
-            if part.empty:
-                _no_data(ax, "no labelled rows")
-                continue
-            shares = ["positive_share_before", "positive_share_after"]
-            long = part.melt(id_vars=["language"], value_vars=shares, var_name="phase",
-                             value_name="positive share")
-            long["phase"] = long["phase"].str.removeprefix("positive_share_")
-            order = language_order(part["language"])
-            sns.barplot(long, x="language", y="positive share", hue="phase", order=order,
-                        hue_order=list(PHASE_PALETTE), palette=PHASE_PALETTE, ax=ax)
-            if len(order) < 3:
-                ax.set_xlim(-1.5, len(order) + 0.5)
-            ax.axhline(0.5, color="0.5", linewidth=0.8, linestyle="--")
-            ax.set_ylim(0, 1)
-            if ax.get_legend() is not None:
-                ax.legend(fontsize=8, loc="lower right")
-    return fig
+
+    def draw(ax, task: str, part: pd.DataFrame) -> None:
+        shares = ["positive_share_before", "positive_share_after"]
+        long = part.melt(id_vars=["language"], value_vars=shares, var_name="phase", value_name="positive share")
+        long["phase"] = long["phase"].str.removeprefix("positive_share_")
+        order = language_order(part["language"])
+        sns.barplot(long, x="language", y="positive share", hue="phase", order=order,
+                    hue_order=list(PHASE_PALETTE), palette=PHASE_PALETTE, ax=ax)
+        if len(order) < 3:
+            ax.set_xlim(-1.5, len(order) + 0.5)
+        ax.axhline(0.5, color="0.5", linewidth=0.8, linestyle="--")
+        ax.set_ylim(0, 1)
+        if ax.get_legend() is not None:
+            ax.legend(fontsize=8, loc="lower right")
+
+    return task_panels(_tasks(balance), "Share of positive labels per language, before and after adding mined negatives",
+                       lambda task: balance[balance["task"].eq(task)] if len(balance) else balance, draw,
+                       sharey=True)
 
 
 def skip_reasons_chart(skipped: pd.DataFrame) -> Figure:

@@ -29,9 +29,11 @@ def fine_tuning_cells() -> list:
 The relevance model is fine-tuned on the newest training table (after translation, hard negatives and
 noise filtering, where those steps ran) and scores the dev and test pairs. The `classifier` head reads
 the (query, category or title) pair; the `yes_no` head reads an Alpaca prompt and scores
-p(yes) = softmax over the logits of "yes" and "no"; the `embedding` head (the CPU profile `cpu-trees`)
-fine-tunes nothing: boosted trees read the frozen encoder's embeddings, the labels of the nearest
-training queries and the word overlap, and its curves count trees instead of training steps.
+p(yes) = softmax over the logits of "yes" and "no"; the `embedding` head (the CPU profiles `cpu-trees`
+and `cpu-tuned`) feeds boosted trees with the encoder's embeddings, the labels of the nearest training
+queries, the word overlap and how each candidate compares with the query's others; its curves count
+trees instead of training steps. With `fine_tune_encoder` (`cpu-tuned`) the encoder is first trained
+on the pairs (sentence-transformers), else it stays frozen.
 """),
         ("code", """
 metrics = run_fine_tuning(params, run)

@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 # (cell_type, source, tags); tags may be left out
 Cell = tuple[str, str] | tuple[str, str, Sequence[str]]
 
-PARAMETERS = 'params_file = "../params/default.yaml"\nrun_dir = "../outputs/interactive"'
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cells_model import MODEL_NOTEBOOKS, PARAMETERS, SETUP  # noqa: E402  (05-07 live in their own file)
 
 
 def build_notebook(cells: Sequence[Cell]) -> nbformat.NotebookNode:
@@ -62,18 +63,8 @@ def write_notebook(path: str | Path, cells: Sequence[Cell]) -> Path:
 def data_audit_cells() -> list[Cell]:
     return [
         ("code", PARAMETERS, ["parameters"]),
-        ("code", """
-import matplotlib.pyplot as plt
-import pandas as pd
-from IPython.display import display
-
-from qckit import audit, plots
+        ("code", SETUP + """from qckit import audit, plots
 from qckit.audit import run_audit
-from qckit.config import load_params
-from qckit.runs import Run
-
-params = load_params(params_file)
-run = Run(run_dir).ensure()
 """),
         ("markdown", """
 # 01 · Data audit
@@ -226,19 +217,9 @@ audit.empty_text(splits)
 def translation_cells() -> list[Cell]:
     return [
         ("code", PARAMETERS, ["parameters"]),
-        ("code", """
-import matplotlib.pyplot as plt
-import pandas as pd
-from IPython.display import display
-
-from qckit import translate_step
-from qckit.config import load_params
+        ("code", SETUP + """from qckit import translate_step
 from qckit.plots_translate import coverage_chart
-from qckit.runs import Run
 from qckit.translate_step import run_translation
-
-params = load_params(params_file)
-run = Run(run_dir).ensure()
 """),
         ("markdown", """
 # 02 · Translation augmentation
@@ -341,18 +322,8 @@ plt.close(fig)
 def negative_mining_cells() -> list[Cell]:
     return [
         ("code", PARAMETERS, ["parameters"]),
-        ("code", """
-import matplotlib.pyplot as plt
-import pandas as pd
-from IPython.display import display
-
-from qckit import negatives, plots_negatives
-from qckit.config import load_params
+        ("code", SETUP + """from qckit import negatives, plots_negatives
 from qckit.negatives import run_negative_mining
-from qckit.runs import Run
-
-params = load_params(params_file)
-run = Run(run_dir).ensure()
 """),
         ("markdown", """
 # 03 · Hard-negative mining
@@ -476,20 +447,10 @@ With `negatives.enabled: false` only the metrics are written and later steps rea
 def noise_detection_cells() -> list[Cell]:
     return [
         ("code", PARAMETERS, ["parameters"]),
-        ("code", """
-import warnings
-
-import matplotlib.pyplot as plt
-import pandas as pd
-from IPython.display import display
+        ("code", SETUP + """import warnings
 
 from qckit import noise, plots_noise
-from qckit.config import load_params
 from qckit.noise import run_noise_detection
-from qckit.runs import Run
-
-params = load_params(params_file)
-run = Run(run_dir).ensure()
 warnings.filterwarnings("ignore", message="IProgress not found")  # no widgets: tqdm falls back to text
 """),
         ("markdown", """
@@ -626,9 +587,6 @@ With `noise.enabled: false` only the metrics are written and later steps read th
 """),
     ]
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cells_model import MODEL_NOTEBOOKS  # noqa: E402  (05-07 live in their own file)
 
 NOTEBOOKS: dict[str, Callable[[], list[Cell]]] = {
     **MODEL_NOTEBOOKS,

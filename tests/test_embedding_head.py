@@ -190,3 +190,37 @@ def test_step_05_with_the_embedding_head_scores_dev_and_draws_curves(tmp_path):
     frame = curve_frame(metrics)
     assert {"train loss", "dev F1 (best threshold)"} <= set(frame.metric)
     assert plot_curves(frame) is not None
+
+
+def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folder(tmp_path):
+    """fine_tune_encoder: sentence-transformers trains the (tiny random) encoder on the pairs first; its folder
+    sits in the model folder, the trees read its embeddings, and a moved model folder scores the same."""
+    import shutil
+
+    from qckit.data import read_pairs
+    from qckit.demo import write_demo
+    from qckit.embed import embed_texts
+    from qckit.scoring import score_pairs
+    from qckit.train import load_trained, train_model
+
+    paths = write_demo(tmp_path / "demo", seed=0, queries_per_language=8)
+    train, dev = read_pairs(paths["train_QI"]), read_pairs(paths["dev_QI"])
+    params = load_params(REPO / "params" / "smoke.yaml")
+    embedding = params.training.embedding.model_copy(update={
+        "trees": 10, "fine_tune_encoder": True, "encoder_max_rows": 64, "encoder_batch_size": 16,
+        "encoder_learning_rate": 1e-3})
+    params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
+                                                                                  "embedding": embedding})})
+    figures = train_model(train, dev, params, output_dir=tmp_path / "m")
+    assert figures["encoder_rows"] == 64 and figures["train_rows"] == train.label.notna().sum()
+    assert figures["encoder_log_history"] and all(np.isfinite(h["loss"]) for h in figures["encoder_log_history"])
+    encoder = tmp_path / "m" / "encoder"
+    assert (encoder / "config_sentence_transformers.json").exists()
+    texts = list(dev["query"].head(5))
+    base = embed_texts(texts, model="tiny:bert", cache_dir=tmp_path / "cache")
+    tuned = embed_texts(texts, model=str(encoder), cache_dir=tmp_path / "cache")
+    assert not np.allclose(base, tuned, atol=1e-4)  # the encoder the trees read is the trained one
+    scored = score_pairs(tmp_path / "m", dev)
+    shutil.move(tmp_path / "m", tmp_path / "moved")
+    moved = score_pairs(None, dev, loaded=load_trained(tmp_path / "moved"))
+    np.testing.assert_allclose(moved.score.to_numpy(), scored.score.to_numpy(), rtol=1e-5)
