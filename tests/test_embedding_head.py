@@ -192,7 +192,8 @@ def test_step_05_with_the_embedding_head_scores_dev_and_draws_curves(tmp_path):
     assert plot_curves(frame) is not None
 
 
-def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folder(tmp_path):
+@pytest.mark.parametrize("loss", ["cosent", "bce"])
+def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folder(tmp_path, loss):
     """fine_tune_encoder: sentence-transformers trains the (tiny random) encoder on the pairs first; its folder
     sits in the model folder, the trees read its embeddings, and a moved model folder scores the same."""
     import shutil
@@ -208,7 +209,7 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
     params = load_params(REPO / "params" / "smoke.yaml")
     embedding = params.training.embedding.model_copy(update={
         "trees": 10, "fine_tune_encoder": True, "encoder_max_rows": 64, "encoder_batch_size": 16,
-        "encoder_learning_rate": 1e-3})
+        "encoder_learning_rate": 1e-3, "encoder_loss": loss})
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
     figures = train_model(train, dev, params, output_dir=tmp_path / "m")
