@@ -181,12 +181,13 @@ def lexical_features(queries: pd.Series, targets: pd.Series, idf: dict[str, floa
     out = np.zeros((len(queries), len(LEXICAL_FEATURES)), np.float32)
     for i, (q, t) in enumerate(zip(queries.fillna("").astype(str).str.casefold(),
                                    targets.fillna("").astype(str).str.casefold())):
-        qw, tw = set(_WORD.findall(q)), set(_WORD.findall(t))
+        q_tokens, t_tokens = _WORD.findall(q), _WORD.findall(t)  # q and t are case-folded already
+        qw, tw = set(q_tokens), set(t_tokens)
         qg, tg = grams(q), grams(t)
         shared = len(qg & tg)
         out[i, :6] = (len(qw & tw) / max(len(qw), 1), shared / max(len(qg), 1), shared / max(len(qg | tg), 1),
                       len(q), len(t), len(qw))
-        folded, title = _words(q), set(_words(t))
+        folded, title = [_stem(w) for w in q_tokens], {_stem(w) for w in t_tokens}
         if not folded:
             out[i, 6:] = (0.0, 0.0, 0.0, 0.0, -1.0, 0.0)
             continue
@@ -281,7 +282,9 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
                                 device="cuda" if torch.cuda.is_available() else "cpu")
     if tp.freeze_embeddings:  # most of a multilingual encoder's weights: frozen, a step costs half as much
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
-    prompt = {kind: model.prompts.get(st_prompt_name(model.prompts, kind) or "", "") for kind in ("query", "passage")}
+    # each column gets the model's own prompt for its side ("query: " / "passage: " for e5)
+    prompts = {column: model.prompts.get(st_prompt_name(model.prompts, kind) or "", "")
+               for column, kind in (("query", "query"), ("target", "passage"))}
     data = Dataset.from_dict({"query": rows["query"].fillna("").astype(str).tolist(),
                               "target": rows["target"].fillna("").astype(str).tolist(),
                               "score": rows["label"].astype(float).tolist()})
@@ -291,7 +294,7 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
         output_dir=scratch.name, num_train_epochs=e.encoder_epochs,
         per_device_train_batch_size=e.encoder_batch_size, learning_rate=e.encoder_learning_rate,
         warmup_steps=int(np.ceil(0.06 * steps)), seed=seed, save_strategy="no", report_to=[],
-        logging_steps=max(1, steps // 20), prompts={"query": prompt["query"], "target": prompt["passage"]},
+        logging_steps=max(1, steps // 20), prompts=prompts,
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
     )
@@ -457,7 +460,7 @@ def score_embedding_head(model_dir: str | Path | None, df: pd.DataFrame, *, load
     q, t, leaf = _embeddings(df, embedder, meta.get("negatives_cache_dir"), meta.get("models_cache_dir"))
     X = features(df, q, t, leaf, bank, tp, has_leaf=meta["has_leaf"])
     if X.shape[1] != meta["features"]:
-        raise ValueError(f"{model_dir}: the model was trained on {meta['features']} features, this qckit computes "
+        raise ValueError(f"{meta.get('model_dir', model_dir)}: the model was trained on {meta['features']} features, this qckit computes "
                          f"{X.shape[1]}: it was written by another qckit version; train it again")
     p = np.clip(estimator.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
     return np.log(p) - np.log1p(-p)

@@ -52,24 +52,28 @@ def _no_data(ax, message: str) -> None:
     ax.set_yticks([])
 
 
-def task_panels(tasks: Sequence[str], title: str, part: Callable[[str], Any], draw: Callable[[Any, str, Any], None],
-                *, width: float = 4.5, height: float = 3.6, empty: str = "no labelled rows", **subplot_kw) -> Figure:
+def task_panels(tasks: Sequence[str], title: str, data: pd.DataFrame | Mapping[str, Any],
+                draw: Callable[[Any, str, Any], None], *, width: float = 4.5, height: float = 3.6,
+                empty: str = "no labelled rows", **subplot_kw) -> Figure:
     """A figure with one panel per task, the shape of most figures of the kit.
 
-    ``part(task)`` selects the task's data; ``draw(ax, task, data)`` draws a panel whose data is not empty
-    (None or no rows get the ``empty`` message instead). ``subplot_kw`` goes to ``Figure.subplots``
-    (``sharey=True``...).
+    ``data``: a table with a ``task`` column (each panel gets its task's rows) or a mapping task -> data.
+    ``draw(ax, task, part)`` draws a panel whose part is not empty (a missing or empty part gets the
+    ``empty`` message instead). ``subplot_kw`` goes to ``Figure.subplots`` (``sharey=True``...).
     """
     with _style():
         fig, axes = _figure(1.0 + width * len(tasks), height, ncols=len(tasks), **subplot_kw)
         fig.suptitle(title)
         for ax, task in zip(axes, tasks):
             ax.set_title(task)
-            data = part(task)
-            if data is None or len(data) == 0:
+            if isinstance(data, pd.DataFrame):
+                part = data[data["task"].eq(task)] if len(data) else data
+            else:
+                part = data.get(task)
+            if part is None or len(part) == 0:
                 _no_data(ax, empty)
                 continue
-            draw(ax, task, data)
+            draw(ax, task, part)
     return fig
 
 
@@ -155,8 +159,7 @@ def class_balance_chart(balance: pd.DataFrame, *, zero_shot: Sequence[str] = ())
 
     title = "Share of positive labels per language (by task and split)"
     return task_panels(tasks, title + ("; zero-shot languages in red" if zero_shot else ""),
-                       lambda task: labelled[labelled["task"].eq(task)] if len(labelled) else labelled, draw,
-                       height=3.8, sharey=True)
+                       labelled, draw, height=3.8, sharey=True)
 
 
 def length_distributions(data: pd.DataFrame, *, unit: Literal["chars", "tokens"] = "chars") -> Figure:

@@ -71,7 +71,7 @@ def f1_threshold_curve(sweeps_by_task: Mapping[str, pd.DataFrame], chosen: Mappi
 
     return task_panels(_task_order(sweeps_by_task) or ["(no labels)"],
                        "F1 against the decision threshold (dev; positive when score >= threshold)",
-                       sweeps_by_task.get, draw, height=3.8, sharey=True)
+                       sweeps_by_task, draw, height=3.8, sharey=True)
 
 
 def reliability_diagram(table: pd.DataFrame, *, ece: Mapping[str, Mapping[str, float]] | None = None
@@ -105,8 +105,7 @@ def reliability_diagram(table: pd.DataFrame, *, ece: Mapping[str, Mapping[str, f
 
     return task_panels(_task_order(table["task"]) if len(table) else ["(no labels)"],
                        "Reliability: observed positive rate per probability bin (dev)",
-                       lambda task: table[table["task"].eq(task)] if len(table) else table, draw,
-                       width=4.0, height=4.0, sharey=True)
+                       table, draw, width=4.0, height=4.0, sharey=True)
 
 
 def f1_heatmap(metrics_by_lang: pd.DataFrame, *, zero_shot: Sequence[str] = ()) -> Figure:

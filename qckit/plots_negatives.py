@@ -23,7 +23,6 @@ KIND_PALETTE = {"positive": "#55a868", "labelled negative": "#4c72b0", "mined ne
 PHASE_PALETTE = {"before": "#8c8c8c", "after": "#c44e52"}
 
 
-
 def _tasks(table: pd.DataFrame) -> list[str]:
     present = set(table["task"]) if len(table) else set()
     return [t for t in TASKS if t in present] or ["(no rows)"]
@@ -47,8 +46,7 @@ def similarity_distributions(table: pd.DataFrame) -> Figure:
         ax.set_ylabel("density (each kind sums to 1)")
 
     return task_panels(_tasks(scored), "Query–target cosine similarity: positives, labelled negatives, mined negatives",
-                       lambda task: scored[scored["task"].eq(task)] if len(scored) else scored, draw,
-                       empty="no scored rows")
+                       scored, draw, empty="no scored rows")
 
 
 def balance_change_chart(balance: pd.DataFrame) -> Figure:
@@ -73,8 +71,7 @@ def balance_change_chart(balance: pd.DataFrame) -> Figure:
             ax.legend(fontsize=8, loc="lower right")
 
     return task_panels(_tasks(balance), "Share of positive labels per language, before and after adding mined negatives",
-                       lambda task: balance[balance["task"].eq(task)] if len(balance) else balance, draw,
-                       sharey=True)
+                       balance, draw, sharey=True)
 
 
 def skip_reasons_chart(skipped: pd.DataFrame) -> Figure:
