@@ -16,6 +16,11 @@ in seconds rather than tens of minutes. Each row gets:
   those of the other rows of the same query scored together (gap to the best, rank). On real QI (about six
   titles per query) this is worth about +0.4 points of dev AUC; QC has about one row per query.
 
+Two optional learned parts (``training.embedding``): ``fine_tune_encoder`` trains the encoder as a bi-encoder
+on the pairs first and the trees read its embeddings (helps QC); ``cross_encoder`` trains a mean-pooled
+cross-encoder beside the trees (``qckit.cross_encoder``) and each row's log-odds blend the two (helps QI).
+With ``tasks_mode: separate``, ``training.per_task`` picks them per task (``params/cpu-best.yaml``).
+
 The estimator is scikit-learn's ``HistGradientBoostingClassifier``; the bank of labelled training rows
 (embeddings in float16, labels, normalised queries) is saved beside it, so scoring new rows needs only
 the model folder and the embedder.
@@ -402,11 +407,16 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
     train_df = sample_rows(train_df.dropna(subset=["label"]), tp.max_train_rows, seed).reset_index(drop=True)
     y = train_df["label"].to_numpy(int)
     caches = (params.negatives.cache_dir, params.models.cache_dir)
-    tuned: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     if tp.embedding.fine_tune_encoder:
-        tuned = fine_tune_encoder(train_df, embedder, output_dir / ENCODER_DIR, tp, seed=seed,
+        extra = fine_tune_encoder(train_df, embedder, output_dir / ENCODER_DIR, tp, seed=seed,
                                   models_dir=params.models.cache_dir)
         embedder = str((output_dir / ENCODER_DIR).resolve())
+    if tp.embedding.cross_encoder:
+        from qckit.cross_encoder import CROSS_ENCODER_DIR, train_cross_encoder
+
+        extra.update(train_cross_encoder(train_df, params.models.classifier, output_dir / CROSS_ENCODER_DIR, tp,
+                                         seed=seed, models_dir=params.models.cache_dir))
     q, t, leaf = _embeddings(train_df, embedder, *caches)
     has_leaf = leaf is not None
     bank = Bank.build(train_df["query"], q, t, y, targets=train_df["target"])
@@ -422,15 +432,16 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
     output_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, output_dir / ESTIMATOR_FILE)
     bank.save(output_dir / BANK_FILE)
-    meta = {"head": "embedding", "method": "fine-tuned encoder" if tuned else "frozen",
+    meta = {"head": "embedding", "method": "fine-extra encoder" if tp.embedding.fine_tune_encoder else "frozen",
             "base_model": params.models.classifier, "base_spec": params.models.classifier,
-            "encoder": ENCODER_DIR if tuned else None,
+            "encoder": ENCODER_DIR if tp.embedding.fine_tune_encoder else None,
+            "cross_encoder": "cross_encoder" if tp.embedding.cross_encoder else None,
             "has_leaf": has_leaf, "features": int(X.shape[1]), "training": tp.model_dump(mode="json"),
             "negatives_cache_dir": params.negatives.cache_dir, "models_cache_dir": params.models.cache_dir}
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return {"train_rows": len(train_df), "seconds": seconds, "resumed_from": None,
             "rows_per_second": len(train_df) / max(seconds, 1e-9), "peak_memory_mib": _peak_memory_mib(),
-            "log_history": history, "trees": int(model.n_iter_), "features": int(X.shape[1]), **tuned}
+            "log_history": history, "trees": int(model.n_iter_), "features": int(X.shape[1]), **extra}
 
 
 def load_embedding_head(model_dir: str | Path) -> tuple[Any, Bank, dict[str, Any]]:
@@ -444,7 +455,7 @@ def load_embedding_head(model_dir: str | Path) -> tuple[Any, Bank, dict[str, Any
 
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
-    meta["model_dir"] = str(model_dir.resolve())  # where a fine-tuned encoder is found
+    meta["model_dir"] = str(model_dir.resolve())  # where a fine-extra encoder is found
     return joblib.load(model_dir / ESTIMATOR_FILE), Bank.load(model_dir / BANK_FILE), meta
 
 
@@ -455,7 +466,7 @@ def score_embedding_head(model_dir: str | Path | None, df: pd.DataFrame, *, load
     df = df.reset_index(drop=True)
     if df.empty:
         return np.zeros(0)
-    # a fine-tuned encoder lives in the model folder (found wherever the folder was moved to)
+    # a fine-extra encoder lives in the model folder (found wherever the folder was moved to)
     embedder = str(Path(meta["model_dir"]) / meta["encoder"]) if meta.get("encoder") else meta["base_model"]
     q, t, leaf = _embeddings(df, embedder, meta.get("negatives_cache_dir"), meta.get("models_cache_dir"))
     X = features(df, q, t, leaf, bank, tp, has_leaf=meta["has_leaf"])
@@ -463,4 +474,11 @@ def score_embedding_head(model_dir: str | Path | None, df: pd.DataFrame, *, load
         raise ValueError(f"{meta.get('model_dir', model_dir)}: the model was trained on {meta['features']} features, this qckit computes "
                          f"{X.shape[1]}: it was written by another qckit version; train it again")
     p = np.clip(estimator.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
-    return np.log(p) - np.log1p(-p)
+    logits = np.log(p) - np.log1p(-p)
+    if meta.get("cross_encoder"):  # blend the two log-odds (training.embedding.cross_encoder_weight)
+        from qckit.cross_encoder import cross_encoder_logits
+
+        w = tp.embedding.cross_encoder_weight
+        ce = cross_encoder_logits(Path(meta["model_dir"]) / meta["cross_encoder"], df, batch_size=tp.eval_batch_size)
+        logits = (1 - w) * logits + w * ce
+    return logits

@@ -38,6 +38,8 @@ def _train_one(name: str, tasks: list[str], train: pd.DataFrame, dev: pd.DataFra
     from qckit.train import train_model
 
     out = run.path("models", name)
+    if len(tasks) == 1:  # a model of its own: the task's per_task settings apply
+        params = params.model_copy(update={"training": params.training.for_task(tasks[0])})
     rows = train[train.task.isin(tasks)]
     dev_rows = dev[dev.task.isin(tasks)]
     figures: dict[str, Any] = {}

@@ -77,3 +77,29 @@ def test_embedding_head_refuses_settings_it_cannot_honour(tmp_path: Path, extra:
     with pytest.raises(ParamsError, match=message) as err:
         load_params(path)
     assert "training" in str(err.value)
+
+
+def test_per_task_settings_merge_into_one_tasks_model(tmp_path: Path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\ntraining:\n  head: embedding\n  tasks_mode: separate\n  embedding:\n    trees: 50\n"
+                    "  per_task:\n    QI:\n      learning_rate: 1.0e-4\n      embedding:\n        cross_encoder: true\n")
+    tp = load_params(path).training
+    qi, qc = tp.for_task("QI"), tp.for_task("QC")
+    assert qi.embedding.cross_encoder and qi.embedding.trees == 50 and qi.learning_rate == 1e-4  # merged key by key
+    assert not qc.embedding.cross_encoder and qc.learning_rate == tp.learning_rate and qc == tp
+    assert qi.per_task == {}
+
+
+@pytest.mark.parametrize("body, message", [
+    ("  per_task:\n    QI:\n      epochs: 2\n", "set tasks_mode: separate"),
+    ("  tasks_mode: separate\n  per_task:\n    QI:\n      embedding:\n        treez: 2\n", r"per_task\.QI\.embedding\.treez: Extra inputs"),
+    ("  tasks_mode: separate\n  per_task:\n    QI:\n      head: embedding\n      method: lora\n",
+     r"per_task\.QI: .*method must be 'full'"),
+    ("  tasks_mode: separate\n  per_task:\n    QX:\n      epochs: 2\n", r"per_task\.QX"),
+])
+def test_per_task_settings_are_checked_when_the_profile_loads(tmp_path: Path, body: str, message: str):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\ntraining:\n" + body)
+    with pytest.raises(ParamsError, match=message) as err:
+        load_params(path)
+    assert str(path) in str(err.value)

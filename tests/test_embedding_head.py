@@ -225,3 +225,59 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
     shutil.move(tmp_path / "m", tmp_path / "moved")
     moved = score_pairs(None, dev, loaded=load_trained(tmp_path / "moved"))
     np.testing.assert_allclose(moved.score.to_numpy(), scored.score.to_numpy(), rtol=1e-5)
+
+
+def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_odds(tmp_path):
+    """training.embedding.cross_encoder: a mean-pooled cross-encoder (tiny random BERT here) is fine-tuned on
+    a sample of the pairs, saved in the model folder, and the score is the weighted blend of its log-odds and
+    the trees'; a moved model folder scores the same."""
+    import shutil
+
+    from qckit.cross_encoder import cross_encoder_logits
+    from qckit.data import read_pairs
+    from qckit.demo import write_demo
+    from qckit.scoring import score_pairs
+    from qckit.train import load_trained, train_model
+
+    paths = write_demo(tmp_path / "demo", seed=0, queries_per_language=8)
+    train, dev = read_pairs(paths["train_QI"]), read_pairs(paths["dev_QI"])
+    params = load_params(REPO / "params" / "smoke.yaml")
+    embedding = params.training.embedding.model_copy(update={
+        "trees": 10, "cross_encoder": True, "cross_encoder_max_rows": 64, "cross_encoder_batch_size": 16,
+        "cross_encoder_epochs": 8, "cross_encoder_learning_rate": 1e-3, "cross_encoder_weight": 0.3})
+    params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
+                                                                                  "embedding": embedding})})
+    figures = train_model(train, dev, params, output_dir=tmp_path / "m")
+    assert figures["cross_encoder_rows"] == 64 and figures["train_rows"] == train.label.notna().sum()
+    losses = [h["loss"] for h in figures["cross_encoder_log_history"]]
+    assert all(np.isfinite(losses)) and np.mean(losses[-4:]) < np.mean(losses[:4])  # training lowers the loss
+    folder = tmp_path / "m" / "cross_encoder"
+    ce = cross_encoder_logits(folder, dev)
+    assert ce.shape == (len(dev),) and np.ptp(ce) > 0  # trained: the pairs no longer score alike
+    estimator, bank, meta = load_trained(tmp_path / "m")
+    trees_only = score_pairs(None, dev, loaded=(estimator, bank, {**meta, "cross_encoder": None}))
+    blended = score_pairs(None, dev, loaded=(estimator, bank, meta))
+    np.testing.assert_allclose(blended.logit.to_numpy(), 0.7 * trees_only.logit.to_numpy() + 0.3 * ce, rtol=1e-5,
+                               atol=1e-6)
+    shutil.move(tmp_path / "m", tmp_path / "moved")
+    moved = score_pairs(None, dev, loaded=load_trained(tmp_path / "moved"))
+    np.testing.assert_allclose(moved.score.to_numpy(), blended.score.to_numpy(), rtol=1e-5)
+
+
+def test_step_05_gives_each_tasks_model_its_per_task_settings(tmp_path):
+    """tasks_mode separate with per_task: the QI model is trained with QI's settings, QC's with the section's."""
+    from qckit.audit import run_audit
+    from qckit.runs import Run
+    from qckit.train import load_trained
+    from qckit.train_step import run_fine_tuning
+
+    params = load_params(REPO / "params" / "smoke.yaml")
+    tp = params.training.model_copy(update={
+        "head": "embedding", "tasks_mode": "separate", "per_task": {"QI": {"embedding": {"trees": 7}}},
+        "embedding": params.training.embedding.model_copy(update={"trees": 20})})
+    params = params.model_copy(update={"training": tp})
+    run = Run(tmp_path / "run").ensure()
+    run_audit(params, run)
+    metrics = run_fine_tuning(params, run)
+    assert metrics["models"]["QI"]["trees"] == 7 and metrics["models"]["QC"]["trees"] == 20
+    assert load_trained(run.path("models", "QI"))[2]["training"]["embedding"]["trees"] == 7

@@ -1,0 +1,139 @@
+"""A mean-pooled cross-encoder beside the trees of the ``embedding`` head (``training.embedding.cross_encoder``).
+
+Query and target are read *together* by the encoder (multilingual-e5-small by default), its token states
+averaged and a linear layer turns them into a log-odds of relevance; sentence-transformers' modular
+``CrossEncoder`` (Transformer -> mean Pooling -> Dense to ``scores``) trained by its ``CrossEncoderTrainer``
+with binary cross-entropy. The pooling is the point: e5 was trained to mean-pool, and
+``AutoModelForSequenceClassification`` (the ``classifier`` head) reads the untrained [CLS] pooler instead.
+The score layer starts at zero with its own, higher learning rate (``cross_encoder_head_learning_rate``):
+at the encoder's rate it barely moves, and while it is near zero the encoder behind it gets no gradient.
+
+Example:
+    >>> figures = train_cross_encoder(train_df, "multilingual-e5-small", folder, params.training, seed=13)
+    >>> logits = cross_encoder_logits(folder, dev_df)
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qckit.config import TrainingParams
+
+CROSS_ENCODER_DIR = "cross_encoder"
+
+
+def pair_inputs(df: pd.DataFrame, prompts: tuple[str, str] = ("query: ", "passage: ")) -> list[tuple[str, str]]:
+    """(query side, target side) of every row, each with the encoder's own prompt (e5: "query: " / "passage: ")."""
+    queries = df["query"].fillna("").astype(str)
+    targets = df["target"].fillna("").astype(str)
+    return list(zip((prompts[0] + queries).tolist(), (prompts[1] + targets).tolist()))
+
+
+def _prompts(folder: Path) -> tuple[str, str]:
+    """The query / passage prompts the base encoder was trained with (its sentence-transformers config), else none."""
+    import json
+
+    config = folder / "config_sentence_transformers.json"
+    if not config.exists():
+        return "", ""
+    from qckit.embed import st_prompt_name
+
+    prompts = json.loads(config.read_text(encoding="utf-8")).get("prompts", {}) or {}
+    return tuple(prompts.get(st_prompt_name(prompts, kind) or "", "") for kind in ("query", "passage"))  # type: ignore[return-value]
+
+
+def build_cross_encoder(base: str, *, max_length: int, models_dir: str | None = None, seed: int = 13,
+                        prior: float = 0.5):
+    """A fresh cross-encoder on ``base``: its transformer, mean pooling, and a linear score starting at zero
+    weights and the log-odds of ``prior`` (the training rows' positive share) as bias."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.base.modules import Dense, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    from qckit.models import resolve
+
+    folder = resolve(base, cache_dir=models_dir)
+    torch.manual_seed(seed)
+    transformer = Transformer(str(folder), max_seq_length=max_length)
+    dim = transformer.get_embedding_dimension()
+    pooling = Pooling(dim, pooling_mode="mean")
+    # zero weights: training starts from "every pair alike" instead of a random projection of e5's states
+    prior = min(max(prior, 1e-3), 1 - 1e-3)
+    score = Dense(dim, 1, activation_function=None, init_weight=torch.zeros(1, dim),
+                  init_bias=torch.full((1,), float(np.log(prior / (1 - prior)))),
+                  module_output_name="scores")
+    return CrossEncoder(modules=[transformer, pooling, score],
+                        device="cuda" if torch.cuda.is_available() else "cpu"), _prompts(Path(folder))
+
+
+def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: TrainingParams, *, seed: int,
+                        models_dir: str | None = None) -> dict[str, Any]:
+    """Fine-tune a cross-encoder on the labelled pairs; save it (with its prompts) in output_dir."""
+    import json
+
+    import torch
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from qckit.train import sample_rows
+
+    e = tp.embedding
+    rows = sample_rows(train_df, e.cross_encoder_max_rows, seed).reset_index(drop=True)
+    model, prompts = build_cross_encoder(base, max_length=e.cross_encoder_max_length, models_dir=models_dir, seed=seed,
+                                         prior=float(rows["label"].mean()))
+    if tp.freeze_embeddings:  # most of a multilingual encoder's weights: frozen, a step costs about half as much
+        model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
+    # two learning rates: the zero-initialised score layer must move fast, or the encoder behind it gets no
+    # gradient; the Trainer adds its warm-up and linear decay to this optimizer
+    head = list(model[2].parameters())
+    body = [p for p in model[0].parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": body, "lr": e.cross_encoder_learning_rate},
+                                   {"params": head, "lr": e.cross_encoder_head_learning_rate}],
+                                  weight_decay=tp.weight_decay)
+    pairs = pair_inputs(rows, prompts)
+    data = Dataset.from_dict({"query": [p[0] for p in pairs], "target": [p[1] for p in pairs],
+                              "label": rows["label"].astype(float).tolist()})
+    steps = int(np.ceil(len(rows) / e.cross_encoder_batch_size * e.cross_encoder_epochs))
+    scratch = tempfile.TemporaryDirectory(prefix="qckit-cross-encoder-")  # the Trainer's output_dir: nothing kept
+    args = CrossEncoderTrainingArguments(
+        output_dir=scratch.name, num_train_epochs=e.cross_encoder_epochs,
+        per_device_train_batch_size=e.cross_encoder_batch_size, learning_rate=e.cross_encoder_learning_rate,
+        warmup_steps=int(np.ceil(0.06 * steps)), weight_decay=tp.weight_decay, seed=seed, save_strategy="no",
+        report_to=[], logging_steps=max(1, steps // 20), disable_tqdm=True,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model),
+                                  optimizers=(optimizer, None))
+    start = time.perf_counter()
+    with scratch:
+        trainer.train()
+    seconds = time.perf_counter() - start
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(output_dir))
+    (output_dir / "qckit-prompts.json").write_text(json.dumps(list(prompts)), encoding="utf-8")
+    return {"cross_encoder_rows": len(rows), "cross_encoder_seconds": seconds,
+            "cross_encoder_log_history": [h for h in trainer.state.log_history if "loss" in h]}
+
+
+def cross_encoder_logits(folder: str | Path, df: pd.DataFrame, *, batch_size: int = 64) -> np.ndarray:
+    """Log-odds of relevance for df's rows from a saved cross-encoder (batches sorted by length by the library)."""
+    import json
+
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    if df.empty:
+        return np.zeros(0)
+    folder = Path(folder)
+    prompts = tuple(json.loads((folder / "qckit-prompts.json").read_text(encoding="utf-8")))
+    model = CrossEncoder(str(folder), device="cuda" if torch.cuda.is_available() else "cpu")
+    scores = model.predict(pair_inputs(df, prompts), batch_size=batch_size, activation_fn=torch.nn.Identity(),
+                           show_progress_bar=False, convert_to_numpy=True)
+    return np.asarray(scores, np.float64).reshape(-1)
