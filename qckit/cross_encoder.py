@@ -24,10 +24,8 @@ import pandas as pd
 
 from qckit.config import TrainingParams
 
-CROSS_ENCODER_DIR = "cross_encoder"
 
-
-def pair_inputs(df: pd.DataFrame, prompts: tuple[str, str] = ("query: ", "passage: ")) -> list[tuple[str, str]]:
+def pair_inputs(df: pd.DataFrame, prompts: tuple[str, str]) -> list[tuple[str, str]]:
     """(query side, target side) of every row, each with the encoder's own prompt (e5: "query: " / "passage: ")."""
     queries = df["query"].fillna("").astype(str)
     targets = df["target"].fillna("").astype(str)
@@ -97,8 +95,8 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
     optimizer = torch.optim.AdamW([{"params": body, "lr": e.cross_encoder_learning_rate},
                                    {"params": head, "lr": e.cross_encoder_head_learning_rate}],
                                   weight_decay=tp.weight_decay)
-    pairs = pair_inputs(rows, prompts)
-    data = Dataset.from_dict({"query": [p[0] for p in pairs], "target": [p[1] for p in pairs],
+    queries, targets = zip(*pair_inputs(rows, prompts))
+    data = Dataset.from_dict({"query": list(queries), "target": list(targets),
                               "label": rows["label"].astype(float).tolist()})
     steps = int(np.ceil(len(rows) / e.cross_encoder_batch_size * e.cross_encoder_epochs))
     scratch = tempfile.TemporaryDirectory(prefix="qckit-cross-encoder-")  # the Trainer's output_dir: nothing kept

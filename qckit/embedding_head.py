@@ -46,6 +46,7 @@ from qckit.config import Params, TrainingParams
 
 ESTIMATOR_FILE = "estimator.joblib"
 ENCODER_DIR = "encoder"
+CROSS_ENCODER_DIR = "cross_encoder"
 BANK_FILE = "bank.npz"
 SAME_TARGET = 0.98  # cosine above which two targets count as the same category/item (paraphrase-level)
 SHARPNESS = 20.0  # softmax temperature over neighbour similarities (cosines of e5 sit in a narrow band)
@@ -413,7 +414,7 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
                                   models_dir=params.models.cache_dir)
         embedder = str((output_dir / ENCODER_DIR).resolve())
     if tp.embedding.cross_encoder:
-        from qckit.cross_encoder import CROSS_ENCODER_DIR, train_cross_encoder
+        from qckit.cross_encoder import train_cross_encoder
 
         extra.update(train_cross_encoder(train_df, params.models.classifier, output_dir / CROSS_ENCODER_DIR, tp,
                                          seed=seed, models_dir=params.models.cache_dir))
@@ -432,10 +433,10 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
     output_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, output_dir / ESTIMATOR_FILE)
     bank.save(output_dir / BANK_FILE)
-    meta = {"head": "embedding", "method": "fine-extra encoder" if tp.embedding.fine_tune_encoder else "frozen",
+    meta = {"head": "embedding", "method": "fine-tuned encoder" if tp.embedding.fine_tune_encoder else "frozen",
             "base_model": params.models.classifier, "base_spec": params.models.classifier,
             "encoder": ENCODER_DIR if tp.embedding.fine_tune_encoder else None,
-            "cross_encoder": "cross_encoder" if tp.embedding.cross_encoder else None,
+            "cross_encoder": CROSS_ENCODER_DIR if tp.embedding.cross_encoder else None,
             "has_leaf": has_leaf, "features": int(X.shape[1]), "training": tp.model_dump(mode="json"),
             "negatives_cache_dir": params.negatives.cache_dir, "models_cache_dir": params.models.cache_dir}
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -455,7 +456,7 @@ def load_embedding_head(model_dir: str | Path) -> tuple[Any, Bank, dict[str, Any
 
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
-    meta["model_dir"] = str(model_dir.resolve())  # where a fine-extra encoder is found
+    meta["model_dir"] = str(model_dir.resolve())  # where a fine-tuned encoder is found
     return joblib.load(model_dir / ESTIMATOR_FILE), Bank.load(model_dir / BANK_FILE), meta
 
 
@@ -466,7 +467,7 @@ def score_embedding_head(model_dir: str | Path | None, df: pd.DataFrame, *, load
     df = df.reset_index(drop=True)
     if df.empty:
         return np.zeros(0)
-    # a fine-extra encoder lives in the model folder (found wherever the folder was moved to)
+    # a fine-tuned encoder lives in the model folder (found wherever the folder was moved to)
     embedder = str(Path(meta["model_dir"]) / meta["encoder"]) if meta.get("encoder") else meta["base_model"]
     q, t, leaf = _embeddings(df, embedder, meta.get("negatives_cache_dir"), meta.get("models_cache_dir"))
     X = features(df, q, t, leaf, bank, tp, has_leaf=meta["has_leaf"])
