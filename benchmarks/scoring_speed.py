@@ -23,16 +23,17 @@ def generate_baseline(model, tokenizer, feats, label_ids, batch_size: int) -> np
     import torch
 
     pad = tokenizer.pad_token_id
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(feats), batch_size):
         rows = [f["input_ids"] for f in feats[i:i + batch_size]]
         width = max(len(r) for r in rows)
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
         gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1, do_sample=False,
                              output_logits=True, return_dict_in_generate=True, pad_token_id=pad)
         logits = gen.logits[0][:, list(label_ids)].float()
-        out.append(torch.softmax(logits, dim=-1)[:, 1].numpy())
+        out.append(torch.softmax(logits, dim=-1)[:, 1].cpu().numpy())
     return np.concatenate(out)
 
 

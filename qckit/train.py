@@ -132,10 +132,17 @@ def _dtype(tp: TrainingParams):
     return torch.bfloat16
 
 
+def _quantization_config():
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
 def load_base(spec: str, tp: TrainingParams, *, cache_dir=None, trust_remote_code: bool = False):
     """Resolve and load the model and tokenizer for the chosen head and method."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from qckit.models import resolve
 
@@ -145,26 +152,36 @@ def load_base(spec: str, tp: TrainingParams, *, cache_dir=None, trust_remote_cod
         tokenizer.pad_token = tokenizer.eos_token
     kwargs: dict[str, Any] = {"dtype": _dtype(tp), "trust_remote_code": trust_remote_code}
     if tp.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+        kwargs["quantization_config"] = _quantization_config()
+    model = _auto_class(tp.head).from_pretrained(path, **_head_kwargs(tp.head, tp.num_labels), **kwargs)
     if tp.head == "classifier":
-        problem = "multi_label_classification" if tp.num_labels == 1 else "single_label_classification"
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=tp.num_labels, problem_type=problem, **kwargs)
         model.config.pad_token_id = tokenizer.pad_token_id
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     return model, tokenizer, path
+
+
+def _auto_class(head: str):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification if head == "classifier" else AutoModelForCausalLM
+
+
+def _head_kwargs(head: str, num_labels: int) -> dict[str, Any]:
+    if head != "classifier":
+        return {}
+    problem = "multi_label_classification" if num_labels == 1 else "single_label_classification"
+    return {"num_labels": num_labels, "problem_type": problem}
 
 
 def prepare_for_training(model, tp: TrainingParams):
     """Freeze embeddings, wrap with LoRA (peft) or prepare a 4-bit model; returns the trainable model."""
+    # Non-reentrant checkpointing: the reentrant kind passes no gradient to LoRA weights when the frozen
+    # base's inputs do not require grad, and the adapter silently stays at its initial values.
+    checkpointing = {"use_reentrant": False}
     if tp.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x renamed it
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     if tp.method == "full":
         if tp.freeze_embeddings:
             model.get_input_embeddings().requires_grad_(False)
@@ -174,7 +191,8 @@ def prepare_for_training(model, tp: TrainingParams):
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
     if tp.method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=tp.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=tp.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS if tp.head == "classifier" else TaskType.CAUSAL_LM,
         r=tp.lora.r, lora_alpha=tp.lora.alpha, lora_dropout=tp.lora.dropout,
@@ -441,14 +459,39 @@ def save_trained(model, tokenizer, output_dir: Path, params: Params, *, base_pat
     }
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     if tp.merge_adapter and tp.method != "full":
-        merged = model.merge_and_unload()
-        merged.save_pretrained(str(output_dir / "merged"))
-        tokenizer.save_pretrained(str(output_dir / "merged"))
+        merge_adapter(output_dir)
 
 
-def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False):
-    """Load a model saved by train_model (full weights, or base + LoRA adapter). Returns (model, tok, meta)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+def merge_adapter(model_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Fold a saved LoRA adapter into its base weights; writes a plain model folder (default ``merged/``).
+
+    The base is reloaded unquantised (bf16 on a GPU, fp32 on a CPU) for a QLoRA adapter too: folding into
+    4-bit weights would round the adapter away. The merged folder loads in transformers and vLLM alone.
+    """
+    model_dir = Path(model_dir)
+    out = Path(out_dir) if out_dir else model_dir / "merged"
+    model, tokenizer, _ = load_trained(model_dir, quantize=False)
+    merged = model.merge_and_unload()
+    merged.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+def _inference_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False, device: str | None = None,
+                 quantize: bool | None = None):
+    """Load a model saved by train_model (full weights, or base + LoRA adapter). Returns (model, tok, meta).
+
+    The model is placed on ``device`` (default: the GPU when there is one) in the precision it was trained in
+    there (fp32 on a CPU). A QLoRA adapter gets its base in 4-bit again on a GPU (``quantize``, default: as
+    trained), so scores match the ones seen in training.
+    """
+    from transformers import AutoTokenizer
 
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
@@ -456,18 +499,28 @@ def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False):
         from qckit.embedding_head import load_embedding_head
 
         return load_embedding_head(model_dir)
+    import torch
+
+    tp = TrainingParams.model_validate(meta["training"])
+    device = device or _inference_device()
+    on_gpu = device.startswith("cuda")
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code,
+                              "dtype": _dtype(tp) if on_gpu else torch.float32}
+    if on_gpu and (quantize if quantize is not None else tp.method == "qlora"):
+        kwargs.update(quantization_config=_quantization_config(), device_map={"": device})
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    auto = AutoModelForSequenceClassification if meta["head"] == "classifier" else AutoModelForCausalLM
+    auto = _auto_class(meta["head"])
     if (model_dir / "adapter_config.json").exists():
         from peft import PeftModel
 
-        kwargs = {"num_labels": meta["num_labels"]} if meta["head"] == "classifier" else {}
-        base = auto.from_pretrained(meta["base_model"], trust_remote_code=trust_remote_code, **kwargs)
+        base = auto.from_pretrained(meta["base_model"], **_head_kwargs(meta["head"], meta["num_labels"]), **kwargs)
         if meta["head"] == "classifier":
             base.config.pad_token_id = tokenizer.pad_token_id
         model = PeftModel.from_pretrained(base, str(model_dir))
     else:
-        model = auto.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+        model = auto.from_pretrained(str(model_dir), **kwargs)
+    if "device_map" not in kwargs:
+        model.to(device)
     model.eval()
     return model, tokenizer, meta
 

@@ -124,7 +124,12 @@ def test_lora_adapter_round_trip_gives_identical_scores(model, head, tmp_path):
     in_memory = score_pairs(None, df, loaded=(trained, tok, meta))
     reloaded = score_pairs(tmp_path / "m", df)
     np.testing.assert_allclose(in_memory.score, reloaded.score, atol=1e-6)
-    assert (tmp_path / "m" / "merged" / "config.json").exists()
+    # the merged model is a plain transformers folder (what vLLM or another tool loads) scoring the same
+    from qckit.train import _auto_class
+
+    merged = _auto_class(head).from_pretrained(tmp_path / "m" / "merged").eval()
+    assert not (tmp_path / "m" / "merged" / "adapter_config.json").exists()
+    np.testing.assert_allclose(score_pairs(None, df, loaded=(merged, tok, meta)).score, reloaded.score, atol=1e-5)
 
 
 def test_training_resumes_from_the_last_checkpoint(tmp_path):
@@ -188,3 +193,30 @@ def test_vllm_scorer_matches_hf_scorer(tmp_path):
     hf = score_pairs(tmp_path / "m", df)
     vl = score_pairs_vllm(tmp_path / "m", df)
     np.testing.assert_allclose(hf.score, vl.score, atol=2e-2)
+
+
+def test_lora_with_gradient_checkpointing_trains_the_adapter(tmp_path):
+    """The paper profile's combination (LoRA on a frozen base + gradient checkpointing) moves the adapter."""
+    from qckit.train import train_model
+
+    df = toy_pairs(64, easy=True)
+    params = params_for("tiny:qwen3", "yes_no", method="lora", epochs=1, gradient_checkpointing=True,
+                        lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"})
+    figures = train_model(df, None, params, output_dir=tmp_path / "m", keep_model=True)
+    lora_b = [p for n, p in figures["model"].named_parameters() if "lora_B" in n]
+    assert lora_b and any(float(p.abs().max()) > 0 for p in lora_b)  # B starts at zero: it moved
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_paper_training_section_trains_and_scores_on_the_gpu(method, tmp_path):
+    """What benchmarks/gpu_paths.py checks, on a smaller run: bf16 / 4-bit on the GPU, scorer paths agree."""
+    from benchmarks.gpu_paths import check_yes_no, demo_pairs, small_qwen3
+
+    if method == "qlora":
+        pytest.importorskip("bitsandbytes")
+    train, dev = demo_pairs(tmp_path / "demo")
+    result = check_yes_no(method, small_qwen3(tmp_path / "small"), tmp_path, train, dev, train_rows=1500)
+    assert result["loaded_device"].startswith("cuda")
+    assert result["max_diff_scorer_vs_plain_forward"] < 0.02 and result["max_diff_prefix_cache_vs_none"] < 0.02
+    assert result["ok"], result
