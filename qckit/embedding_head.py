@@ -47,6 +47,9 @@ from qckit.config import Params, TrainingParams
 ESTIMATOR_FILE = "estimator.joblib"
 ENCODER_DIR = "encoder"
 CROSS_ENCODER_DIR = "cross_encoder"
+# A fine-tuned encoder's embeddings are cached inside the model folder, not in the shared embedding cache:
+# each trained model is a new encoder, and its vectors should go when the folder goes.
+ENCODER_CACHE_DIR = "encoder_embeddings"
 BANK_FILE = "bank.npz"
 SAME_TARGET = 0.98  # cosine above which two targets count as the same category/item (paraphrase-level)
 SHARPNESS = 20.0  # softmax temperature over neighbour similarities (cosines of e5 sit in a narrow band)
@@ -413,6 +416,7 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
         extra = fine_tune_encoder(train_df, embedder, output_dir / ENCODER_DIR, tp, seed=seed,
                                   models_dir=params.models.cache_dir)
         embedder = str((output_dir / ENCODER_DIR).resolve())
+        caches = (str(output_dir / ENCODER_CACHE_DIR), params.models.cache_dir)
     if tp.embedding.cross_encoder:
         from qckit.cross_encoder import train_cross_encoder
 
@@ -468,8 +472,10 @@ def score_embedding_head(model_dir: str | Path | None, df: pd.DataFrame, *, load
     if df.empty:
         return np.zeros(0)
     # a fine-tuned encoder lives in the model folder (found wherever the folder was moved to)
-    embedder = str(Path(meta["model_dir"]) / meta["encoder"]) if meta.get("encoder") else meta["base_model"]
-    q, t, leaf = _embeddings(df, embedder, meta.get("negatives_cache_dir"), meta.get("models_cache_dir"))
+    embedder, cache = meta["base_model"], meta.get("negatives_cache_dir")
+    if meta.get("encoder"):
+        embedder, cache = (str(Path(meta["model_dir"]) / name) for name in (meta["encoder"], ENCODER_CACHE_DIR))
+    q, t, leaf = _embeddings(df, embedder, cache, meta.get("models_cache_dir"))
     X = features(df, q, t, leaf, bank, tp, has_leaf=meta["has_leaf"])
     if X.shape[1] != meta["features"]:
         raise ValueError(f"{meta.get('model_dir', model_dir)}: the model was trained on {meta['features']} features, this qckit computes "

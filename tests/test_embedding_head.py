@@ -193,7 +193,7 @@ def test_step_05_with_the_embedding_head_scores_dev_and_draws_curves(tmp_path):
 
 
 @pytest.mark.parametrize("loss", ["cosent", "bce"])
-def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folder(tmp_path, loss):
+def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folder(tmp_path, loss, monkeypatch):
     """fine_tune_encoder: sentence-transformers trains the (tiny random) encoder on the pairs first; its folder
     sits in the model folder, the trees read its embeddings, and a moved model folder scores the same."""
     import shutil
@@ -204,6 +204,7 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
     from qckit.scoring import score_pairs
     from qckit.train import load_trained, train_model
 
+    monkeypatch.setenv("QCKIT_CACHE", str(tmp_path / "user-cache"))
     paths = write_demo(tmp_path / "demo", seed=0, queries_per_language=8)
     train, dev = read_pairs(paths["train_QI"]), read_pairs(paths["dev_QI"])
     params = load_params(REPO / "params" / "smoke.yaml")
@@ -225,6 +226,10 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
     shutil.move(tmp_path / "m", tmp_path / "moved")
     moved = score_pairs(None, dev, loaded=load_trained(tmp_path / "moved"))
     np.testing.assert_allclose(moved.score.to_numpy(), scored.score.to_numpy(), rtol=1e-5)
+    # the fine-tuned encoder's vectors are cached in its model folder, never in the user's shared cache
+    assert any((tmp_path / "moved" / "encoder_embeddings").iterdir())
+    shared = tmp_path / "user-cache" / "embeddings"
+    assert not [p.name for p in (shared.iterdir() if shared.exists() else []) if "encoder" in p.name]
 
 
 def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_odds(tmp_path):
