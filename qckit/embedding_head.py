@@ -18,7 +18,8 @@ in seconds rather than tens of minutes. Each row gets:
 
 Two optional learned parts (``training.embedding``): ``fine_tune_encoder`` trains the encoder as a bi-encoder
 on the pairs first and the trees read its embeddings (helps QC); ``cross_encoder`` trains a mean-pooled
-cross-encoder beside the trees (``qckit.cross_encoder``) and each row's log-odds blend the two (helps QI).
+cross-encoder beside the trees (``qckit.cross_encoder``; from ``cross_encoder_model``, by default the same
+encoder) and each row's log-odds blend the two (helps QI).
 With ``tasks_mode: separate``, ``training.per_task`` picks them per task (``params/cpu-best.yaml``).
 
 The estimator is scikit-learn's ``HistGradientBoostingClassifier``; the bank of labelled training rows
@@ -360,7 +361,7 @@ def _estimator(tp: TrainingParams, seed: int, positive_weight: float):
     e = tp.embedding
     return HistGradientBoostingClassifier(
         max_iter=e.trees, learning_rate=e.learning_rate, max_leaf_nodes=e.max_leaf_nodes,
-        l2_regularization=e.l2_regularization, early_stopping=False, random_state=seed,
+        l2_regularization=e.l2_regularization, max_features=e.max_features, early_stopping=False, random_state=seed,
         class_weight=None if positive_weight == 1.0 else {0: 1.0, 1: positive_weight},
     )
 
@@ -420,7 +421,8 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
     if tp.embedding.cross_encoder:
         from qckit.cross_encoder import train_cross_encoder
 
-        extra.update(train_cross_encoder(train_df, params.models.classifier, output_dir / CROSS_ENCODER_DIR, tp,
+        base = tp.embedding.cross_encoder_model or params.models.classifier
+        extra.update(train_cross_encoder(train_df, base, output_dir / CROSS_ENCODER_DIR, tp,
                                          seed=seed, models_dir=params.models.cache_dir))
     q, t, leaf = _embeddings(train_df, embedder, *caches)
     has_leaf = leaf is not None

