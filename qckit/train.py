@@ -174,11 +174,12 @@ def _head_kwargs(head: str, num_labels: int) -> dict[str, Any]:
 
 def prepare_for_training(model, tp: TrainingParams):
     """Freeze embeddings, wrap with LoRA (peft) or prepare a 4-bit model; returns the trainable model."""
-    # Non-reentrant checkpointing: the reentrant kind passes no gradient to LoRA weights when the frozen
-    # base's inputs do not require grad, and the adapter silently stays at its initial values.
+    # Non-reentrant checkpointing (PyTorch's recommended kind): gradients reach the LoRA weights without any
+    # input that requires grad, which a frozen base does not have (for the reentrant kind peft patches the
+    # embeddings' output to require grad).
     checkpointing = {"use_reentrant": False}
     if tp.gradient_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x renamed it
+        if hasattr(model, "activation_checkpointing_enable"):  # recent transformers 5 deprecate the old name
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)

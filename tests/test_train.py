@@ -220,3 +220,15 @@ def test_paper_training_section_trains_and_scores_on_the_gpu(method, tmp_path):
     assert result["loaded_device"].startswith("cuda")
     assert result["max_diff_scorer_vs_plain_forward"] < 0.02 and result["max_diff_prefix_cache_vs_none"] < 0.02
     assert result["ok"], result
+
+
+def test_gpu_paths_speed_check_agrees_with_generate_on_cpu(tmp_path):
+    """benchmarks/gpu_paths' speed check (run on GPUs) compares qckit's scorer with batched generate: on the CPU
+    in fp32 the two give the same probabilities, so on a GPU only bf16 rounding can separate them."""
+    from benchmarks.gpu_paths import check_speed
+    from qckit.models import resolve
+
+    df = toy_pairs(24)
+    result = check_speed(Path(resolve("tiny:qwen3")), df, rows=24, batch_size=8)
+    assert result["ok"] and result["max_abs_prob_diff_vs_generate"] < 1e-5
+    assert result["rows"] == 24 and result["qckit_pairs_per_s"] > 0 and result["generate_pairs_per_s"] > 0
