@@ -33,18 +33,13 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import REPO, RESULTS_DIR, write_result
+from qckit.models import inference_device
 
 SMALL_QWEN3 = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 4,
                "head_dim": 64, "intermediate_size": 1536, "max_position_embeddings": 512}
 # Qwen3-0.6B's shape (its vocabulary aside): where the forward pass, not Python, sets the scoring speed
 MEDIUM_QWEN3 = {"hidden_size": 1024, "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
                 "head_dim": 128, "intermediate_size": 3072, "max_position_embeddings": 512}
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _precision():
@@ -150,7 +145,7 @@ def check_yes_no(method: str, model_dir: Path, work: Path, train, dev, train_row
     slow = score_pairs(None, sample, loaded=(model, tok, meta), batch_size=16, prefix_cache=False)
     plain = plain_forward_probs(model, tok, meta, sample.head(40))
     merged = _auto_class("yes_no").from_pretrained(out / "merged", dtype=param.dtype if n4bit == 0 else torch.bfloat16)
-    merged = merged.to(_device()).eval()
+    merged = merged.to(inference_device()).eval()
     merged_scores = score_pairs(None, sample, loaded=(merged, tok, meta), batch_size=64)
     result = {
         "train_rows": figures["train_rows"], "train_seconds": round(figures["seconds"], 1),
@@ -164,7 +159,7 @@ def check_yes_no(method: str, model_dir: Path, work: Path, train, dev, train_row
         "max_diff_merged_vs_adapter": float(np.max(np.abs(merged_scores.score - fast.score))),
     }
     result["ok"] = bool(
-        result["loss_last_logs"] < result["loss_first_logs"] and param.device.type == _device()
+        result["loss_last_logs"] < result["loss_first_logs"] and param.device.type == inference_device()
         and (n4bit > 0 if method == "qlora" else param.dtype == _precision())
         and result["max_diff_prefix_cache_vs_none"] < 0.02 and result["max_diff_scorer_vs_plain_forward"] < 0.02
         # the merged bf16 model against the 4-bit adapter differs by the quantisation itself
@@ -187,7 +182,7 @@ def check_classifier(work: Path, train, dev) -> dict[str, Any]:
     param = next(model.parameters())
     return {"train_seconds": round(figures["seconds"], 1), "loaded_device": str(param.device),
             "loaded_dtype": str(param.dtype), "score_std": float(scored.score.std()),
-            "ok": bool(param.device.type == _device() and param.dtype == _precision()
+            "ok": bool(param.device.type == inference_device() and param.dtype == _precision()
                        and np.isfinite(scored.score).all())}
 
 
@@ -204,7 +199,7 @@ def check_speed(model_dir: Path, dev, rows: int, batch_size: int, *, profile: bo
 
     df = pd.concat([dev] * (rows // len(dev) + 1), ignore_index=True).head(rows)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_precision()).to(_device()).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_precision()).to(inference_device()).eval()
     tp = TrainingParams(head="yes_no", max_length=160)
     meta = {"head": "yes_no", "training": tp.model_dump(mode="json")}
     enc = Encoder(tok, "yes_no", tp)

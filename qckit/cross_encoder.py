@@ -54,7 +54,7 @@ def build_cross_encoder(base: str, *, max_length: int, models_dir: str | None = 
     from sentence_transformers.base.modules import Dense, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
-    from qckit.models import resolve
+    from qckit.models import inference_device, resolve
 
     folder = resolve(base, cache_dir=models_dir)
     torch.manual_seed(seed)
@@ -67,7 +67,7 @@ def build_cross_encoder(base: str, *, max_length: int, models_dir: str | None = 
                   init_bias=torch.full((1,), float(np.log(prior / (1 - prior)))),
                   module_output_name="scores")
     return CrossEncoder(modules=[transformer, pooling, score],
-                        device="cuda" if torch.cuda.is_available() else "cpu"), _prompts(Path(folder))
+                        device=inference_device()), _prompts(Path(folder))
 
 
 def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: TrainingParams, *, seed: int,
@@ -127,11 +127,13 @@ def cross_encoder_logits(folder: str | Path, df: pd.DataFrame, *, batch_size: in
     import torch
     from sentence_transformers import CrossEncoder
 
+    from qckit.models import inference_device
+
     if df.empty:
         return np.zeros(0)
     folder = Path(folder)
     prompts = tuple(json.loads((folder / "qckit-prompts.json").read_text(encoding="utf-8")))
-    model = CrossEncoder(str(folder), device="cuda" if torch.cuda.is_available() else "cpu")
+    model = CrossEncoder(str(folder), device=inference_device())
     scores = model.predict(pair_inputs(df, prompts), batch_size=batch_size, activation_fn=torch.nn.Identity(),
                            show_progress_bar=False, convert_to_numpy=True)
     return np.asarray(scores, np.float64).reshape(-1)

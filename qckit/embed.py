@@ -181,12 +181,10 @@ def _sentence_transformer(model: str, models_dir: str | Path | None) -> Any:
     except ImportError as err:
         raise ImportError("the sentence-transformers backend needs sentence-transformers and torch: "
                           "pip install 'qckit[ml]'") from err
-    import torch
-
-    from qckit.models import resolve
+    from qckit.models import inference_device, resolve
 
     folder = str(resolve(model, cache_dir=models_dir))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = inference_device()
     key = (folder, device, json.dumps(_folder_fingerprint(model, models_dir)))  # weights rewritten: load again
     if key not in _LOADED:
         with _quiet_loading():

@@ -283,13 +283,12 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
     from sentence_transformers.sentence_transformer.losses import CoSENTLoss
 
     from qckit.embed import st_prompt_name
-    from qckit.models import resolve
+    from qckit.models import inference_device, resolve
     from qckit.train import sample_rows
 
     e = tp.embedding
     rows = sample_rows(train_df, e.encoder_max_rows, seed).reset_index(drop=True)
-    model = SentenceTransformer(str(resolve(base, cache_dir=models_dir)),
-                                device="cuda" if torch.cuda.is_available() else "cpu")
+    model = SentenceTransformer(str(resolve(base, cache_dir=models_dir)), device=inference_device())
     if tp.freeze_embeddings:  # most of a multilingual encoder's weights: frozen, a step costs half as much
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
     # each column gets the model's own prompt for its side ("query: " / "passage: " for e5)

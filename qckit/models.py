@@ -83,6 +83,13 @@ BUILTINS: dict[str, dict[str, str]] = {
 TINY_FAMILIES = ("bert", "xlm-roberta", "gemma3", "qwen3", "marian")
 
 
+def inference_device() -> str:
+    """Where qckit puts a model it loads: ``"cuda"`` when torch sees a GPU, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def default_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """The folder built-in models are materialised into.
 

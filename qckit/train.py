@@ -478,12 +478,6 @@ def merge_adapter(model_dir: str | Path, out_dir: str | Path | None = None) -> P
     return out
 
 
-def _inference_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False, device: str | None = None,
                  quantize: bool | None = None):
     """Load a model saved by train_model (full weights, or base + LoRA adapter). Returns (model, tok, meta).
@@ -503,7 +497,9 @@ def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False, devi
     import torch
 
     tp = TrainingParams.model_validate(meta["training"])
-    device = device or _inference_device()
+    from qckit.models import inference_device
+
+    device = device or inference_device()
     on_gpu = device.startswith("cuda")
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code,
                               "dtype": _dtype(tp) if on_gpu else torch.float32}

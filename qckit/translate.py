@@ -240,12 +240,6 @@ class ApertiumTranslator:
 
 
 # Hugging Face ------------------------------------------------------------------------------------
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), max(size, 1)):
         yield items[i:i + size]
@@ -286,11 +280,11 @@ class HFSeq2SeqTranslator:
         if self._loaded.spec != spec:
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-            from qckit.models import resolve
+            from qckit.models import inference_device, resolve
 
             path = resolve(spec, cache_dir=self.cache_dir)
             tok = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForSeq2SeqLM.from_pretrained(path).to(_device()).eval()
+            model = AutoModelForSeq2SeqLM.from_pretrained(path).to(inference_device()).eval()
             self._loaded = _Loaded(spec, model, tok, self.family or _seq2seq_family(model.config, tok))
         return self._loaded
 
@@ -380,13 +374,13 @@ class HFCausalTranslator:
         if self._loaded.model is None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            from qckit.models import resolve
+            from qckit.models import inference_device, resolve
 
             path = resolve(self.model, cache_dir=self.cache_dir)
             tok = AutoTokenizer.from_pretrained(path, padding_side="left")
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
-            model = AutoModelForCausalLM.from_pretrained(path).to(_device()).eval()
+            model = AutoModelForCausalLM.from_pretrained(path).to(inference_device()).eval()
             self._loaded = _Loaded(self.model, model, tok, "causal")
         return self._loaded
 
