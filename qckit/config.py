@@ -178,6 +178,10 @@ class EmbeddingHeadParams(Section):
                                     "the pairs of a batch with each other).")
     encoder_max_rows: int | None = Field(None, ge=2, description="Fine-tune the encoder on at most this many "
                                          "rows (a seeded sample); the trees still see every row.")
+    length_grouping: bool = Field(
+        False, description="Encoder and cross-encoder fine-tuning: batch rows of about the same length (in random "
+        "order), so short pairs are not padded to a long one's length; false: random batches (the libraries' "
+        "default). The e5 cross-encoder trains about 1.2x faster on real QI pairs (benchmarks/length_grouping).")
     query_context: bool = Field(
         True, description="Add how each row's features compare with the other rows of its query scored in the same "
         "call (gap to the best, rank): listwise context for result lists; a row's score then depends on its batch.")

@@ -45,6 +45,29 @@ def _prompts(folder: Path) -> tuple[str, str]:
     return tuple(prompts.get(st_prompt_name(prompts, kind) or "", "") for kind in ("query", "passage"))  # type: ignore[return-value]
 
 
+def length_grouped_batch_sampler(dataset, batch_size: int, drop_last: bool, valid_label_columns=None,
+                                 generator=None, seed: int = 0):
+    """Batches of rows of about the same length, in random order: what ``group_by_length`` does in qckit's HF
+    Trainer path, for the sentence-transformers Trainers (their ``batch_sampler`` argument takes a callable).
+
+    sentence-transformers pads each batch to its longest row and has no length grouping of its own; random
+    batches of short search pairs are padded to their one long title. Rows are shuffled, cut into mega-batches
+    of 50 batches, each sorted by length (transformers' ``LengthGroupedSampler``), so batches stay random in
+    order and composition across the epoch. Length is counted in characters of the text columns: no
+    tokenizer pass needed, and close enough to tokens for grouping.
+    """
+    from sentence_transformers.base.sampler import DefaultBatchSampler
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    texts = [c for c in dataset.column_names if c not in (valid_label_columns or ()) and c not in ("label", "score")]
+    lengths = np.zeros(len(dataset), np.int64)
+    for column in texts:
+        lengths += np.fromiter((len(t) for t in dataset[column]), np.int64, len(dataset))
+    sampler = LengthGroupedSampler(batch_size, lengths=lengths.tolist(), generator=generator)
+    return DefaultBatchSampler(sampler, batch_size=batch_size, drop_last=drop_last,
+                               valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+
+
 def build_cross_encoder(base: str, *, max_length: int, models_dir: str | None = None, seed: int = 13,
                         prior: float = 0.5):
     """A fresh cross-encoder on ``base``: its transformer, mean pooling, and a linear score starting at zero
@@ -77,6 +100,7 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
 
     import torch
     from datasets import Dataset
+    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
@@ -105,6 +129,7 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
         per_device_train_batch_size=e.cross_encoder_batch_size, learning_rate=e.cross_encoder_learning_rate,
         warmup_steps=int(np.ceil(0.06 * steps)), weight_decay=tp.weight_decay, seed=seed, save_strategy="no",
         report_to=[], logging_steps=max(1, steps // 20), disable_tqdm=True,
+        batch_sampler=length_grouped_batch_sampler if e.length_grouping else BatchSamplers.BATCH_SAMPLER,
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available(),
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model),

@@ -196,10 +196,12 @@ def test_step_05_with_the_embedding_head_scores_dev_and_draws_curves(tmp_path):
 
 @pytest.mark.parametrize("loss", ["cosent", "bce"])
 def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folder(tmp_path, loss, monkeypatch):
-    """fine_tune_encoder: sentence-transformers trains the (tiny random) encoder on the pairs first; its folder
-    sits in the model folder, the trees read its embeddings, and a moved model folder scores the same."""
+    """fine_tune_encoder: sentence-transformers trains the (tiny random) encoder on the pairs first (length-grouped
+    batches, or random ones with length_grouping off); its folder sits in the model folder, the trees read its
+    embeddings, and a moved model folder scores the same."""
     import shutil
 
+    import qckit.cross_encoder
     from qckit.data import read_pairs
     from qckit.demo import write_demo
     from qckit.embed import embed_texts
@@ -212,10 +214,15 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
     params = load_params(REPO / "params" / "smoke.yaml")
     embedding = params.training.embedding.model_copy(update={
         "trees": 10, "fine_tune_encoder": True, "encoder_max_rows": 64, "encoder_batch_size": 16,
-        "encoder_learning_rate": 1e-3, "encoder_loss": loss})
+        "encoder_learning_rate": 1e-3, "encoder_loss": loss, "length_grouping": loss == "bce"})
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
+    sampled = []
+    grouped = qckit.cross_encoder.length_grouped_batch_sampler
+    monkeypatch.setattr(qckit.cross_encoder, "length_grouped_batch_sampler",
+                        lambda data, **kw: sampled.append(len(data)) or grouped(data, **kw))
     figures = train_model(train, dev, params, output_dir=tmp_path / "m")
+    assert sampled == ([64] if loss == "bce" else [])
     assert figures["encoder_rows"] == 64 and figures["train_rows"] == train.label.notna().sum()
     assert figures["encoder_log_history"] and all(np.isfinite(h["loss"]) for h in figures["encoder_log_history"])
     encoder = tmp_path / "m" / "encoder"
@@ -234,12 +241,41 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
     assert not [p.name for p in (shared.iterdir() if shared.exists() else []) if "encoder" in p.name]
 
 
-def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_odds(tmp_path):
+def test_length_grouped_batches_cover_every_row_once_in_random_order_with_similar_lengths():
+    """training.embedding.length_grouping: each epoch gives every row once, batches of similar length (the
+    label column not counted), and another shuffle gives another order."""
+    import torch
+    from datasets import Dataset
+
+    from qckit.cross_encoder import length_grouped_batch_sampler
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, 400)
+    data = Dataset.from_dict({"query": ["q" * int(n // 2) for n in lengths],
+                              "target": ["t" * int(n - n // 2) for n in lengths],
+                              "label": [float(n > 100) for n in lengths]})  # not text: not counted
+
+    def batches(seed: int) -> list[list[int]]:
+        sampler = length_grouped_batch_sampler(data, batch_size=16, drop_last=False, valid_label_columns=["label"],
+                                               generator=torch.Generator().manual_seed(seed))
+        return [list(b) for b in sampler]
+
+    grouped = batches(0)
+    assert sorted(i for b in grouped for i in b) == list(range(400))  # every row once
+    assert len(grouped) == 25
+    spread = np.mean([np.ptp(lengths[b]) for b in grouped])
+    random_spread = np.mean([np.ptp(lengths[rng.permutation(400)[:16]]) for _ in range(25)])
+    assert spread < 0.25 * random_spread  # similar lengths in a batch
+    assert batches(1) != grouped  # a new shuffle, a new order
+
+
+def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_odds(tmp_path, monkeypatch):
     """training.embedding.cross_encoder: a mean-pooled cross-encoder (tiny random BERT here) is fine-tuned on
-    a sample of the pairs, saved in the model folder, and the score is the weighted blend of its log-odds and
-    the trees'; a moved model folder scores the same."""
+    a sample of the pairs, in length-grouped batches, saved in the model folder, and the score is the weighted
+    blend of its log-odds and the trees'; a moved model folder scores the same."""
     import shutil
 
+    import qckit.cross_encoder
     from qckit.cross_encoder import cross_encoder_logits
     from qckit.data import read_pairs
     from qckit.demo import write_demo
@@ -252,10 +288,16 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
     embedding = params.training.embedding.model_copy(update={
         "trees": 10, "cross_encoder": True, "cross_encoder_max_rows": 64, "cross_encoder_batch_size": 16,
         "cross_encoder_epochs": 8, "cross_encoder_learning_rate": 1e-3, "cross_encoder_weight": 0.3,
-        "cross_encoder_model": "tiny:xlm-roberta"})  # another encoder than the trees' (tiny:bert)
+        "cross_encoder_model": "tiny:xlm-roberta",  # another encoder than the trees' (tiny:bert)
+        "length_grouping": True})
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
+    sampled = []  # the Trainer draws its batches from qckit's length-grouped sampler
+    grouped = qckit.cross_encoder.length_grouped_batch_sampler
+    monkeypatch.setattr(qckit.cross_encoder, "length_grouped_batch_sampler",
+                        lambda data, **kw: sampled.append(len(data)) or grouped(data, **kw))
     figures = train_model(train, dev, params, output_dir=tmp_path / "m")
+    assert sampled == [64]
     assert figures["cross_encoder_rows"] == 64 and figures["train_rows"] == train.label.notna().sum()
     losses = [h["loss"] for h in figures["cross_encoder_log_history"]]
     assert all(np.isfinite(losses)) and np.mean(losses[-4:]) < np.mean(losses[:4])  # training lowers the loss
