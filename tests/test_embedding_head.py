@@ -194,6 +194,18 @@ def test_step_05_with_the_embedding_head_scores_dev_and_draws_curves(tmp_path):
     assert plot_curves(frame) is not None
 
 
+def grouped_batches_drawn(monkeypatch) -> list[int]:
+    """Spy on qckit's length-grouped batch sampler: the returned list gets the row count of every dataset a
+    sentence-transformers Trainer builds it for."""
+    import qckit.cross_encoder
+
+    drawn: list[int] = []
+    grouped = qckit.cross_encoder.length_grouped_batch_sampler
+    monkeypatch.setattr(qckit.cross_encoder, "length_grouped_batch_sampler",
+                        lambda data, **kw: drawn.append(len(data)) or grouped(data, **kw))
+    return drawn
+
+
 @pytest.mark.parametrize("loss", ["cosent", "bce"])
 def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folder(tmp_path, loss, monkeypatch):
     """fine_tune_encoder: sentence-transformers trains the (tiny random) encoder on the pairs first (length-grouped
@@ -201,7 +213,6 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
     embeddings, and a moved model folder scores the same."""
     import shutil
 
-    import qckit.cross_encoder
     from qckit.data import read_pairs
     from qckit.demo import write_demo
     from qckit.embed import embed_texts
@@ -217,10 +228,7 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
         "encoder_learning_rate": 1e-3, "encoder_loss": loss, "length_grouping": loss == "bce"})
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
-    sampled = []
-    grouped = qckit.cross_encoder.length_grouped_batch_sampler
-    monkeypatch.setattr(qckit.cross_encoder, "length_grouped_batch_sampler",
-                        lambda data, **kw: sampled.append(len(data)) or grouped(data, **kw))
+    sampled = grouped_batches_drawn(monkeypatch)
     figures = train_model(train, dev, params, output_dir=tmp_path / "m")
     assert sampled == ([64] if loss == "bce" else [])
     assert figures["encoder_rows"] == 64 and figures["train_rows"] == train.label.notna().sum()
@@ -275,7 +283,6 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
     blend of its log-odds and the trees'; a moved model folder scores the same."""
     import shutil
 
-    import qckit.cross_encoder
     from qckit.cross_encoder import cross_encoder_logits
     from qckit.data import read_pairs
     from qckit.demo import write_demo
@@ -292,10 +299,7 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
         "length_grouping": True})
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
-    sampled = []  # the Trainer draws its batches from qckit's length-grouped sampler
-    grouped = qckit.cross_encoder.length_grouped_batch_sampler
-    monkeypatch.setattr(qckit.cross_encoder, "length_grouped_batch_sampler",
-                        lambda data, **kw: sampled.append(len(data)) or grouped(data, **kw))
+    sampled = grouped_batches_drawn(monkeypatch)  # the Trainer draws its batches from qckit's sampler
     figures = train_model(train, dev, params, output_dir=tmp_path / "m")
     assert sampled == [64]
     assert figures["cross_encoder_rows"] == 64 and figures["train_rows"] == train.label.notna().sum()
