@@ -68,6 +68,14 @@ def length_grouped_batch_sampler(dataset, batch_size: int, drop_last: bool, vali
                                valid_label_columns=valid_label_columns, generator=generator, seed=seed)
 
 
+def batch_sampler(length_grouping: bool):
+    """The ``batch_sampler`` argument of a sentence-transformers Trainer: length-grouped or the library's random
+    batches (``training.embedding.length_grouping``)."""
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    return length_grouped_batch_sampler if length_grouping else BatchSamplers.BATCH_SAMPLER
+
+
 def build_cross_encoder(base: str, *, max_length: int, models_dir: str | None = None, seed: int = 13,
                         prior: float = 0.5):
     """A fresh cross-encoder on ``base``: its transformer, mean pooling, and a linear score starting at zero
@@ -100,7 +108,6 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
 
     import torch
     from datasets import Dataset
-    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
@@ -129,7 +136,7 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
         per_device_train_batch_size=e.cross_encoder_batch_size, learning_rate=e.cross_encoder_learning_rate,
         warmup_steps=int(np.ceil(0.06 * steps)), weight_decay=tp.weight_decay, seed=seed, save_strategy="no",
         report_to=[], logging_steps=max(1, steps // 20), disable_tqdm=True,
-        batch_sampler=length_grouped_batch_sampler if e.length_grouping else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=batch_sampler(e.length_grouping),
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available(),
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model),

