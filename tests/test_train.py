@@ -166,11 +166,23 @@ def test_torchrun_ddp_two_processes_train_the_same_weights(tmp_path):
         capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    digests = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"rank"')]
+    digests = json_objects(proc.stdout, '{"rank"')
     assert sorted(d["rank"] for d in digests) == [0, 1]
     assert digests[0]["digest"] == digests[1]["digest"]
-    summary = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"train_rows"')]
+    summary = json_objects(proc.stdout, '{"train_rows"')
     assert summary and summary[0]["train_rows"] == 64
+
+
+def json_objects(text: str, start: str) -> list[dict]:
+    """Every JSON object in ``text`` that begins with ``start``, wherever it sits: two ranks share one stdout
+    pipe, so one rank's line can be glued to the other's log output."""
+    decoder = json.JSONDecoder()
+    found, at = [], text.find(start)
+    while at >= 0:
+        obj, end = decoder.raw_decode(text, at)
+        found.append(obj)
+        at = text.find(start, end)
+    return found
 
 
 def test_vllm_logprob_parsing_renormalises_and_handles_missing_words():
