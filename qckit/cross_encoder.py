@@ -76,6 +76,14 @@ def batch_sampler(length_grouping: bool):
     return length_grouped_batch_sampler if length_grouping else BatchSamplers.BATCH_SAMPLER
 
 
+def device_args() -> dict[str, bool]:
+    """The device settings of a sentence-transformers Trainer: bf16 where the GPU has it, the CPU without a GPU."""
+    import torch
+
+    gpu = torch.cuda.is_available()
+    return {"bf16": gpu and torch.cuda.is_bf16_supported(), "use_cpu": not gpu}
+
+
 def build_cross_encoder(base: str, *, max_length: int, models_dir: str | None = None, seed: int = 13,
                         prior: float = 0.5):
     """A fresh cross-encoder on ``base``: its transformer, mean pooling, and a linear score starting at zero
@@ -137,7 +145,7 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
         warmup_steps=int(np.ceil(0.06 * steps)), weight_decay=tp.weight_decay, seed=seed, save_strategy="no",
         report_to=[], logging_steps=max(1, steps // 20), disable_tqdm=True,
         batch_sampler=batch_sampler(e.length_grouping),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available(),
+        **device_args(),
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model),
                                   optimizers=(optimizer, None))

@@ -276,13 +276,12 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
     11-12 min): the trees then reach dev AUC 0.768 with ``bce``, 0.754 with ``cosent``; held-out F1 0.834
     and 0.830 against 0.827 on frozen embeddings.
     """
-    import torch
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
     from sentence_transformers.sentence_transformer.losses import CoSENTLoss
 
-    from qckit.cross_encoder import batch_sampler
+    from qckit.cross_encoder import batch_sampler, device_args
     from qckit.embed import st_prompt_name
     from qckit.models import inference_device, resolve
     from qckit.train import sample_rows
@@ -306,7 +305,7 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
         warmup_steps=int(np.ceil(0.06 * steps)), seed=seed, save_strategy="no", report_to=[],
         logging_steps=max(1, steps // 20), prompts=prompts,
         batch_sampler=batch_sampler(e.length_grouping),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available(),
+        **device_args(),
         disable_tqdm=True,
     )
     loss = CoSENTLoss(model) if e.encoder_loss == "cosent" else scaled_cosine_bce_loss(model)
