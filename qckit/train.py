@@ -298,6 +298,10 @@ def _trainer_class():
         def __init__(self, *args, head: str, label_ids=None, loss_fn=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.head, self.label_ids, self.loss_fn = head, label_ids, loss_fn
+            # A model whose forward takes **kwargs (every causal LM) makes the Trainer assume the loss was
+            # already normalised by the rows of all accumulated micro-batches, so it would sum them: the
+            # gradient and the logged loss grew grad_accum-fold. compute_loss returns a per-batch mean.
+            self.model_accepts_loss_kwargs = False
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")

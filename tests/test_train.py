@@ -94,6 +94,23 @@ def test_yes_no_loss_falls_and_scores_match_plain_forward(model, tmp_path):
     assert fast.score.std() > 1e-4  # the scores depend on the input
 
 
+@pytest.mark.parametrize("model,head", [("tiny:qwen3", "yes_no"), ("tiny:bert", "classifier")])
+def test_gradient_accumulation_averages_the_micro_batch_losses(model, head, tmp_path):
+    """With gradient accumulation the reported loss (and the gradient) is the mean over the accumulated rows,
+    not their sum: at a learning rate too small to move the weights, the epoch's mean training loss equals the
+    loss of the same rows evaluated in one pass. (A causal LM's forward takes **kwargs, so the Trainer assumes
+    the loss was already divided for accumulation; qckit's restricted loss is a per-batch mean.)"""
+    from qckit.train import train_model
+
+    df = toy_pairs(64)
+    params = params_for(model, head, epochs=1, batch_size=8, grad_accum=4, learning_rate=1e-12,
+                        eval_batch_size=16)
+    figures = train_model(df, df, params, output_dir=tmp_path / "m")
+    train_loss = next(h["train_loss"] for h in figures["log_history"] if "train_loss" in h)
+    eval_loss = next(h["eval_loss"] for h in figures["log_history"] if "eval_loss" in h)
+    assert train_loss == pytest.approx(eval_loss, rel=1e-3)
+
+
 @pytest.mark.parametrize("num_labels", [1, 2])
 def test_classifier_head_learns_the_toy_task(num_labels, tmp_path):
     from sklearn.metrics import roc_auc_score
