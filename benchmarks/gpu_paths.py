@@ -308,7 +308,12 @@ def main(argv: list[str] | None = None) -> int:
             print(name, json.dumps({k: v for k, v in figures[name].items() if k != "traceback"}), flush=True)
     result_file = RESULTS_DIR / "gpu_paths.json"
     if args.only and result_file.exists():  # a partial rerun keeps the other checks' last figures
-        figures = {**json.loads(result_file.read_text())["figures"], **figures}
+        kept = json.loads(result_file.read_text())["figures"]
+        if kept.get("environment") != figures["environment"]:  # say which machine measured the kept ones
+            kept["environment_of_kept_checks"] = kept.get("environment_of_kept_checks", kept.get("environment"))
+            kept["kept_checks"] = sorted(set(kept.get("kept_checks", [k for k in kept if k.startswith(
+                ("yes_no", "classifier", "scoring", "vllm"))])) - set(figures))
+        figures = {**kept, **figures}
     met = all(f.get("ok", True) for k, f in figures.items() if k != "environment")
     if args.cpu_dry_run:
         print(f"dry run on the CPU: met={met}")

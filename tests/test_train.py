@@ -214,6 +214,7 @@ def test_vllm_logprob_parsing_renormalises_and_handles_missing_words():
 
 @pytest.mark.gpu
 def test_vllm_scorer_matches_hf_scorer(tmp_path):
+    pytest.importorskip("vllm")  # a GPU machine without vLLM (the device image here) has nothing to compare
     from qckit.scoring import score_pairs, score_pairs_vllm
     from qckit.train import train_model
 
@@ -251,11 +252,16 @@ def test_paper_training_section_trains_and_scores_on_the_gpu(method, tmp_path):
     assert result["ok"], result
 
 
-def test_gpu_paths_speed_check_agrees_with_generate_on_cpu(tmp_path):
+def test_gpu_paths_speed_check_agrees_with_generate_on_cpu(tmp_path, monkeypatch):
     """benchmarks/gpu_paths' speed check (run on GPUs) compares qckit's scorer with batched generate: on the CPU
     in fp32 the two give the same probabilities, so on a GPU only bf16 rounding can separate them."""
+    import benchmarks.gpu_paths as gp
     from benchmarks.gpu_paths import check_speed
     from qckit.models import resolve
+
+    # on the CPU in fp32 also where a GPU is present (there the check would run in bf16)
+    monkeypatch.setattr(gp, "_precision", lambda: torch.float32)
+    monkeypatch.setattr(gp, "inference_device", lambda *a, **k: "cpu")
 
     df = toy_pairs(24)
     result = check_speed(Path(resolve("tiny:qwen3")), df, rows=24, batch_size=8)
