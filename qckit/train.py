@@ -289,19 +289,48 @@ def logits_to_logodds(logits: np.ndarray) -> np.ndarray:
 
 
 # --- Trainer ----------------------------------------------------------------------------------------
+HEAD_MODULES = ("classifier", "score", "pooler")
+
+
+def is_head_parameter(name: str) -> bool:
+    """Whether a parameter belongs to the sequence-classification head that the pretrained base lacks: the
+    ``classifier`` (BERT, XLM-R) or ``score`` (Qwen, Gemma) layers and an encoder's [CLS] ``pooler``; peft's
+    copies (``classifier.modules_to_save.default.weight``) included."""
+    return any(part in HEAD_MODULES for part in name.split("."))
+
+
 def _trainer_class():
     from transformers import Trainer
 
     class PairTrainer(Trainer):
         """The HF Trainer with qckit's head-specific logits and class-weighted loss."""
 
-        def __init__(self, *args, head: str, label_ids=None, loss_fn=None, **kwargs):
+        def __init__(self, *args, head: str, label_ids=None, loss_fn=None, head_learning_rate=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.head, self.label_ids, self.loss_fn = head, label_ids, loss_fn
+            self.head_learning_rate = head_learning_rate
             # A model whose forward takes **kwargs (every causal LM) makes the Trainer assume the loss was
             # already normalised by the rows of all accumulated micro-batches, so it would sum them: the
             # gradient and the logged loss grew grad_accum-fold. compute_loss returns a per-batch mean.
             self.model_accepts_loss_kwargs = False
+
+        def create_optimizer(self, model=None):
+            """The Trainer's optimizer (its decay groups, its optimizer class), with the head's parameters in
+            groups of their own at ``head_learning_rate``; the scheduler then warms up and decays each group."""
+            if self.head_learning_rate is None or self.optimizer is not None:
+                return super().create_optimizer(model)
+            opt_model = self.model if model is None else model
+            decay = set(self.get_decay_parameter_names(opt_model))
+            groups: dict[tuple[bool, bool], list] = {}
+            for name, p in opt_model.named_parameters():
+                if p.requires_grad:
+                    groups.setdefault((is_head_parameter(name), name in decay), []).append(p)
+            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            self.optimizer = optimizer_cls(
+                [{"params": ps, "weight_decay": self.args.weight_decay if decayed else 0.0,
+                  **({"lr": self.head_learning_rate} if head else {})} for (head, decayed), ps in groups.items()],
+                **kwargs)
+            return super().create_optimizer(model)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
@@ -409,6 +438,7 @@ def train_model(
         data_collator=lambda feats: collate(tokenizer, feats), processing_class=tokenizer,
         compute_metrics=f1_metrics if eval_ds is not None else None, callbacks=callbacks,
         head=tp.head, label_ids=getattr(encoder, "label_ids", None),
+        head_learning_rate=tp.head_learning_rate if tp.head == "classifier" else None,
         loss_fn=make_loss(tp, positive_weight(train_df.label.to_numpy(float), tp)),
     )
     if headless():  # the per-step log dicts go to metrics and the curves figure, not to the notebook

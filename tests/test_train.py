@@ -125,6 +125,27 @@ def test_classifier_head_learns_the_toy_task(num_labels, tmp_path):
     assert roc_auc_score(df.label.astype(int), preds.score) > 0.9
 
 
+def test_classifier_head_trains_at_its_own_learning_rate(tmp_path):
+    """head_learning_rate: the new classification layers (and the pooler) move at their rate while the encoder
+    moves at learning_rate; here the encoder's rate is too small to change it at all."""
+    from transformers import set_seed
+
+    from qckit.train import is_head_parameter, load_base, train_model
+
+    df = toy_pairs(64, easy=True)
+    params = params_for("tiny:bert", "classifier", epochs=1, learning_rate=1e-12, head_learning_rate=1e-2,
+                        freeze_embeddings=False)
+    trained = dict(train_model(df, None, params, output_dir=tmp_path / "m", keep_model=True)["model"]
+                   .named_parameters())
+    set_seed(params.run.seed)  # the same initial head as train_model drew
+    initial = dict(load_base("tiny:bert", params.training)[0].named_parameters())
+    moved = {n: float((trained[n].detach() - p.detach()).abs().max()) for n, p in initial.items()}
+    head = [n for n in moved if is_head_parameter(n)]
+    assert {n.split(".")[0] for n in head} >= {"classifier"} and any(".pooler." in n for n in head)
+    assert min(moved[n] for n in head if n.endswith("weight")) > 1e-3
+    assert max(v for n, v in moved.items() if n not in head) < 1e-8
+
+
 @pytest.mark.parametrize("model,head", [("tiny:qwen3", "yes_no"), ("tiny:bert", "classifier")])
 def test_lora_adapter_round_trip_gives_identical_scores(model, head, tmp_path):
     from qckit.scoring import score_pairs
