@@ -296,6 +296,9 @@ class TrainingParams(Section):
                              f"not {self.method!r}")
         if self.head == "embedding" and self.two_stage:
             raise ValueError("two_stage needs a fine-tuned model to start from; head 'embedding' has none")
+        if self.head_learning_rate is not None and self.head != "classifier":
+            raise ValueError(f"head_learning_rate is for the classifier head's new layers; head {self.head!r} has "
+                             "none (the yes_no head reads the model's own output layer)")
         return self
 
 

@@ -79,6 +79,16 @@ def test_embedding_head_refuses_settings_it_cannot_honour(tmp_path: Path, extra:
     assert "training" in str(err.value)
 
 
+@pytest.mark.parametrize("head", ["yes_no", "embedding"])
+def test_head_learning_rate_is_refused_where_there_is_no_new_head(tmp_path: Path, head: str):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: x\ntraining:\n  head: {head}\n  head_learning_rate: 1.0e-3\n")
+    with pytest.raises(ParamsError, match=f"head_learning_rate is for the classifier head.*{head}"):
+        load_params(path)
+    path.write_text("name: x\ntraining:\n  head: classifier\n  head_learning_rate: 1.0e-3\n")
+    assert load_params(path).training.head_learning_rate == 1e-3
+
+
 def test_per_task_settings_merge_into_one_tasks_model(tmp_path: Path):
     path = tmp_path / "p.yaml"
     path.write_text("name: x\ntraining:\n  head: embedding\n  tasks_mode: separate\n  embedding:\n    trees: 50\n"
