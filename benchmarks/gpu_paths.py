@@ -42,6 +42,10 @@ MEDIUM_QWEN3 = {"hidden_size": 1024, "num_hidden_layers": 28, "num_attention_hea
                 "head_dim": 128, "intermediate_size": 3072, "max_position_embeddings": 512}
 
 
+# figures entries that describe the run, not a check
+META = ("environment", "environment_of_kept_checks", "kept_checks")
+
+
 def _precision():
     """The dtype qckit trains and scores in here: bf16 on a GPU (paper.yaml's precision), fp32 on a CPU."""
     import torch
@@ -311,10 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         kept = json.loads(result_file.read_text())["figures"]
         if kept.get("environment") != figures["environment"]:  # say which machine measured the kept ones
             kept["environment_of_kept_checks"] = kept.get("environment_of_kept_checks", kept.get("environment"))
-            kept["kept_checks"] = sorted(set(kept.get("kept_checks", [k for k in kept if k.startswith(
-                ("yes_no", "classifier", "scoring", "vllm"))])) - set(figures))
+            kept["kept_checks"] = sorted(k for k in kept if k not in META and k not in figures)
         figures = {**kept, **figures}
-    met = all(f.get("ok", True) for k, f in figures.items() if k != "environment")
+    met = all(f.get("ok", True) for k, f in figures.items() if k not in META)
     if args.cpu_dry_run:
         print(f"dry run on the CPU: met={met}")
         return 0 if met else 1

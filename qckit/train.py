@@ -438,7 +438,7 @@ def train_model(
         data_collator=lambda feats: collate(tokenizer, feats), processing_class=tokenizer,
         compute_metrics=f1_metrics if eval_ds is not None else None, callbacks=callbacks,
         head=tp.head, label_ids=getattr(encoder, "label_ids", None),
-        head_learning_rate=tp.head_learning_rate if tp.head == "classifier" else None,
+        head_learning_rate=tp.head_learning_rate,  # set for the classifier head only (TrainingParams checks)
         loss_fn=make_loss(tp, positive_weight(train_df.label.to_numpy(float), tp)),
     )
     if headless():  # the per-step log dicts go to metrics and the curves figure, not to the notebook
