@@ -203,6 +203,19 @@ class EmbeddingHeadParams(Section):
     cross_encoder_max_length: int = Field(64, gt=8, description="Tokens per (query, target) pair, prompts included.")
     cross_encoder_max_rows: int | None = Field(None, ge=2, description="Fine-tune the cross-encoder on at most this "
                                                "many rows (a seeded sample); the trees still see every row.")
+    second_encoder: Literal["use-multilingual-v3"] | None = Field(
+        None, description="A second encoder, fine-tuned and cross-fitted, with trees of its own blended into the "
+        "log-odds (second_encoder_weight): 'use-multilingual-v3', Google's Universal Sentence Encoder multilingual "
+        "(qckit.use_encoder; ~40 s an epoch of 18k pairs on 2 cores). Each training row's features come from an "
+        "encoder and neighbour bank that never saw its query (second_encoder_folds); the saved encoder is trained on "
+        "all rows. On real QC it lifted dev AUC 0.768 -> 0.79 (benchmarks/quality_trials.md).")
+    second_encoder_weight: float = Field(0.5, ge=0, le=1, description="Share of the second encoder's trees in the "
+                                         "blended log-odds (the first trees get the rest).")
+    second_encoder_folds: int = Field(5, ge=2, description="Query-grouped folds of the cross-fitting: one encoder "
+                                      "fine-tuned per fold, plus the one on all rows that is saved.")
+    second_encoder_epochs: float = Field(2.0, gt=0, description="Epochs of each second-encoder fine-tuning.")
+    second_encoder_learning_rate: float = Field(3e-4, gt=0, description="Its learning rate (the word table is frozen).")
+    second_encoder_batch_size: int = Field(64, ge=2, description="Pairs per step of second-encoder fine-tuning.")
 
 
 class TrainingParams(Section):

@@ -16,10 +16,11 @@ in seconds rather than tens of minutes. Each row gets:
   those of the other rows of the same query scored together (gap to the best, rank). On real QI (about six
   titles per query) this is worth about +0.4 points of dev AUC; QC has about one row per query.
 
-Two optional learned parts (``training.embedding``): ``fine_tune_encoder`` trains the encoder as a bi-encoder
-on the pairs first and the trees read its embeddings (helps QC); ``cross_encoder`` trains a mean-pooled
-cross-encoder beside the trees (``qckit.cross_encoder``; from ``cross_encoder_model``, by default the same
-encoder) and each row's log-odds blend the two (helps QI).
+Three optional learned parts (``training.embedding``): ``fine_tune_encoder`` trains the encoder as a bi-encoder
+on the pairs first and the trees read its embeddings (helps QC); ``second_encoder`` fine-tunes USE multilingual
+(``qckit.use_encoder``), cross-fitted, and blends the log-odds of trees on its features in (helps QC);
+``cross_encoder`` trains a mean-pooled cross-encoder beside the trees (``qckit.cross_encoder``; from
+``cross_encoder_model``, by default the same encoder) and each row's log-odds blend the two (helps QI).
 With ``tasks_mode: separate``, ``training.per_task`` picks them per task (``params/cpu-best.yaml``).
 
 The estimator is scikit-learn's ``HistGradientBoostingClassifier``; the bank of labelled training rows
@@ -48,6 +49,7 @@ from qckit.config import Params, TrainingParams
 ESTIMATOR_FILE = "estimator.joblib"
 ENCODER_DIR = "encoder"
 CROSS_ENCODER_DIR = "cross_encoder"
+SECOND_ENCODER_DIR = "second_encoder"
 # A fine-tuned encoder's embeddings are cached inside the model folder, not in the shared embedding cache:
 # each trained model is a new encoder, and its vectors should go when the folder goes.
 ENCODER_CACHE_DIR = "encoder_embeddings"
@@ -355,6 +357,92 @@ def features(df: pd.DataFrame, q: np.ndarray, t: np.ndarray, leaf: np.ndarray | 
     return np.hstack(parts).astype(np.float32)
 
 
+def _use_texts(df: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """Query, target and leaf texts for the USE encoder: a QC path as ``a > b > c`` and its leaf; QI leaf ''."""
+    from qckit.data import parse_category_path
+
+    qc = (df["task"] == "QC").to_numpy()
+    targets = df["target"].fillna("").astype(str)
+    levels = [parse_category_path(p) or [""] if is_qc else [p] for p, is_qc in zip(targets, qc)]
+    return (df["query"].fillna("").astype(str).tolist(), [" > ".join(x) for x in levels],
+            [x[-1] if is_qc else "" for x, is_qc in zip(levels, qc)])
+
+
+def _second_bank(encoder, df: pd.DataFrame) -> Bank:
+    queries, targets, _ = _use_texts(df)
+    return Bank.build(df["query"], encoder.encode(queries), encoder.encode(targets), df["label"].to_numpy(float))
+
+
+def _second_features(encoder, df: pd.DataFrame, bank: Bank, idf: dict[str, float], tp: TrainingParams) -> np.ndarray:
+    """The second trees' input: the first trees' lexical features, then the USE encoder's neighbour features
+    against its own bank, its cosine to the leaf category (QC rows), and how these compare within the query."""
+    from qckit.noise import _normalise_query
+
+    queries, targets, leaves = _use_texts(df)
+    q, t = encoder.encode(queries), encoder.encode(targets)
+    leaf_cos = np.where([bool(x) for x in leaves], np.sum(q * encoder.encode(leaves), axis=1), 0.0)
+    keys = df["query"].fillna("").astype(str).map(_normalise_query).to_numpy()
+    base = np.hstack([neighbour_features(q, t, keys, bank, neighbours=tp.embedding.neighbours), leaf_cos[:, None]])
+    parts = [lexical_features(df["query"], df["target"], idf), base]
+    if tp.embedding.query_context:
+        parts.append(query_context_features(df, base))
+    return np.hstack(parts).astype(np.float32)
+
+
+def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[str, float], output_dir: Path, *,
+                         seed: int) -> dict[str, Any]:
+    """``training.embedding.second_encoder``: USE fine-tuned on the pairs, cross-fitted, with trees of its own.
+
+    Fine-tuned on every training row, USE's training-row cosine is far better than on new rows (real QC: AUC
+    0.92 vs 0.74), and trees fitted on it would trust it too much. So the rows are split into query-grouped
+    folds and each fold's features come from an encoder fine-tuned on the other folds, with a neighbour bank of
+    those folds only: the trees see features as new rows will get them. The encoder and bank saved for scoring
+    are trained on all rows. Saves encoder, bank and trees in ``output_dir``; returns figures.
+    """
+    import joblib
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
+    from qckit.noise import _normalise_query
+    from qckit.train import positive_weight
+    from qckit.use_encoder import fine_tune_use
+
+    e = tp.embedding
+    start = time.perf_counter()
+    y = train_df["label"].to_numpy(int)
+    queries, targets, _ = _use_texts(train_df)
+    tune = {"epochs": e.second_encoder_epochs, "learning_rate": e.second_encoder_learning_rate,
+            "batch_size": e.second_encoder_batch_size, "seed": seed}
+    groups = (train_df["task"].astype(str) + "\t" + train_df["query"].fillna("").astype(str).map(_normalise_query))
+    X = None
+    for a, b in GroupKFold(n_splits=e.second_encoder_folds).split(train_df, y, groups.factorize()[0]):
+        encoder, _ = fine_tune_use([queries[i] for i in a], [targets[i] for i in a], y[a], **tune)
+        fold = _second_features(encoder, train_df.iloc[b], _second_bank(encoder, train_df.iloc[a]), idf, tp)
+        X = np.zeros((len(y), fold.shape[1]), np.float32) if X is None else X
+        X[b] = fold
+    encoder, history = fine_tune_use(queries, targets, y, **tune)
+    encoder.save(output_dir, folds=e.second_encoder_folds, **{k: v for k, v in tune.items() if k != "seed"})
+    _second_bank(encoder, train_df).save(output_dir / BANK_FILE)
+    trees = _estimator(tp, seed, positive_weight(y.astype(float), tp)).fit(X, y)
+    joblib.dump(trees, output_dir / ESTIMATOR_FILE)
+    cos = X[:, len(LEXICAL_FEATURES)]  # out-of-fold: how well the encoder reads rows it was not tuned on
+    return {"second_encoder_seconds": time.perf_counter() - start, "second_encoder_log_history": history,
+            "second_encoder_oof_cosine_auc": float(roc_auc_score(y, cos)) if len(set(y)) == 2 else None}
+
+
+def second_encoder_logits(folder: str | Path, df: pd.DataFrame, idf: dict[str, float], tp: TrainingParams
+                          ) -> np.ndarray:
+    """Log-odds of the second encoder's trees for df's rows (a folder written by ``train_second_encoder``)."""
+    import joblib
+
+    from qckit.use_encoder import UseEncoder
+
+    folder = Path(folder)
+    X = _second_features(UseEncoder.load(folder), df, Bank.load(folder / BANK_FILE), idf, tp)
+    p = np.clip(joblib.load(folder / ESTIMATOR_FILE).predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
 def _estimator(tp: TrainingParams, seed: int, positive_weight: float):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -434,6 +522,8 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
         dq, dt, dleaf = _embeddings(dev, embedder, *caches)
         X_dev, y_dev = features(dev, dq, dt, dleaf, bank, tp, has_leaf=has_leaf), dev["label"].to_numpy(int)
     model = _estimator(tp, seed, positive_weight(y.astype(float), tp)).fit(X, y)
+    if tp.embedding.second_encoder:
+        extra.update(train_second_encoder(train_df, tp, bank.idf, output_dir / SECOND_ENCODER_DIR, seed=seed))
     seconds = time.perf_counter() - start
     history = _curve(model, X, y, X_dev, y_dev, every=max(1, tp.embedding.trees // 20))
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -443,6 +533,7 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
             "base_model": params.models.classifier, "base_spec": params.models.classifier,
             "encoder": ENCODER_DIR if tp.embedding.fine_tune_encoder else None,
             "cross_encoder": CROSS_ENCODER_DIR if tp.embedding.cross_encoder else None,
+            "second_encoder": SECOND_ENCODER_DIR if tp.embedding.second_encoder else None,
             "has_leaf": has_leaf, "features": int(X.shape[1]), "training": tp.model_dump(mode="json"),
             "negatives_cache_dir": params.negatives.cache_dir, "models_cache_dir": params.models.cache_dir}
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -484,6 +575,10 @@ def score_embedding_head(model_dir: str | Path | None, df: pd.DataFrame, *, load
                          f"{X.shape[1]}: it was written by another qckit version; train it again")
     p = np.clip(estimator.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
     logits = np.log(p) - np.log1p(-p)
+    if meta.get("second_encoder"):  # blend the two sets of trees (training.embedding.second_encoder_weight)
+        w = tp.embedding.second_encoder_weight
+        second = second_encoder_logits(Path(meta["model_dir"]) / meta["second_encoder"], df, bank.idf, tp)
+        logits = (1 - w) * logits + w * second
     if meta.get("cross_encoder"):  # blend the two log-odds (training.embedding.cross_encoder_weight)
         from qckit.cross_encoder import cross_encoder_logits
 

@@ -319,6 +319,51 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
     np.testing.assert_allclose(moved.score.to_numpy(), blended.score.to_numpy(), rtol=1e-5)
 
 
+def test_a_cross_fitted_second_encoder_adds_its_trees_to_the_blend(tmp_path, monkeypatch):
+    """training.embedding.second_encoder: USE is fine-tuned once per query-grouped fold (never on the queries
+    whose features it gives) and once on every row (saved); its own trees join the log-odds with
+    second_encoder_weight; a moved model folder scores the same."""
+    import shutil
+
+    import qckit.use_encoder
+    from qckit.data import read_pairs
+    from qckit.demo import write_demo
+    from qckit.embedding_head import second_encoder_logits
+    from qckit.scoring import score_pairs
+    from qckit.train import load_trained, train_model
+
+    tuned_on: list[set[str]] = []
+    tune = qckit.use_encoder.fine_tune_use
+    monkeypatch.setattr(qckit.use_encoder, "fine_tune_use",
+                        lambda queries, *a, **kw: tuned_on.append(set(queries)) or tune(queries, *a, **kw))
+    paths = write_demo(tmp_path / "demo", seed=0, queries_per_language=8)
+    train, dev = read_pairs(paths["train_QC"]), read_pairs(paths["dev_QC"])
+    params = load_params(REPO / "params" / "smoke.yaml")
+    embedding = params.training.embedding.model_copy(update={
+        "trees": 10, "second_encoder": "use-multilingual-v3", "second_encoder_folds": 3, "second_encoder_epochs": 1,
+        "second_encoder_weight": 0.4})
+    params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
+                                                                                  "embedding": embedding})})
+    figures = train_model(train, dev, params, output_dir=tmp_path / "m")
+    queries = set(train["query"])
+    assert len(tuned_on) == 4 and tuned_on[-1] == queries  # three fold encoders, then the saved one
+    folds = [queries - seen for seen in tuned_on[:3]]  # the queries each fold encoder gave features for
+    assert all(folds) and sorted(q for f in folds for q in f) == sorted(queries)  # each query in one fold
+    assert 0 <= figures["second_encoder_oof_cosine_auc"] <= 1 and figures["second_encoder_log_history"]
+    folder = tmp_path / "m" / "second_encoder"
+    assert {"use_encoder.safetensors", "bank.npz", "estimator.joblib"} <= {p.name for p in folder.iterdir()}
+    estimator, bank, meta = load_trained(tmp_path / "m")
+    second = second_encoder_logits(folder, dev.reset_index(drop=True), bank.idf, params.training)
+    assert second.shape == (len(dev),) and np.ptp(second) > 0
+    trees_only = score_pairs(None, dev, loaded=(estimator, bank, {**meta, "second_encoder": None}))
+    blended = score_pairs(None, dev, loaded=(estimator, bank, meta))
+    np.testing.assert_allclose(blended.logit.to_numpy(), 0.6 * trees_only.logit.to_numpy() + 0.4 * second,
+                               rtol=1e-5, atol=1e-6)
+    shutil.move(tmp_path / "m", tmp_path / "moved")
+    moved = score_pairs(None, dev, loaded=load_trained(tmp_path / "moved"))
+    np.testing.assert_allclose(moved.score.to_numpy(), blended.score.to_numpy(), rtol=1e-5)
+
+
 def test_step_05_gives_each_tasks_model_its_per_task_settings(tmp_path):
     """tasks_mode separate with per_task: the QI model is trained with QI's settings, QC's with the section's."""
     from qckit.audit import run_audit
