@@ -414,14 +414,19 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
     tune = {"epochs": e.second_encoder_epochs, "learning_rate": e.second_encoder_learning_rate,
             "batch_size": e.second_encoder_batch_size, "seed": seed}
     groups = (train_df["task"].astype(str) + "\t" + train_df["query"].fillna("").astype(str).map(_normalise_query))
+    groups = groups.factorize()[0]
+    folds = min(e.second_encoder_folds, len(set(groups)))
+    if folds < 2:
+        raise ValueError("training.embedding.second_encoder is cross-fitted over query-grouped folds: the training "
+                         f"rows hold {len(set(groups))} distinct query; it needs at least 2")
     X = None
-    for a, b in GroupKFold(n_splits=e.second_encoder_folds).split(train_df, y, groups.factorize()[0]):
+    for a, b in GroupKFold(n_splits=folds).split(train_df, y, groups):
         encoder, _ = fine_tune_use([queries[i] for i in a], [targets[i] for i in a], y[a], **tune)
         fold = _second_features(encoder, train_df.iloc[b], _second_bank(encoder, train_df.iloc[a]), idf, tp)
         X = np.zeros((len(y), fold.shape[1]), np.float32) if X is None else X
         X[b] = fold
     encoder, history = fine_tune_use(queries, targets, y, **tune)
-    encoder.save(output_dir, folds=e.second_encoder_folds, **{k: v for k, v in tune.items() if k != "seed"})
+    encoder.save(output_dir, folds=folds, **{k: v for k, v in tune.items() if k != "seed"})
     _second_bank(encoder, train_df).save(output_dir / BANK_FILE)
     trees = _estimator(tp, seed, positive_weight(y.astype(float), tp)).fit(X, y)
     joblib.dump(trees, output_dir / ESTIMATOR_FILE)

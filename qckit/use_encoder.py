@@ -34,8 +34,8 @@ META_FILE = "use_encoder.json"
 _VOCAB_ROWS, _CHUNKS, _DIM, _CNN = 7530, 17, 512, 256
 _ORDERS = ((2, 0), (3, 1), (5, 2))  # (n-gram order, left context) of the three CNN branches
 _LEFT, _RIGHT = 2, 2  # the widest window: 2 tokens left, 2 right
-_TRAINABLE = ([f"{k}{n}" for k in ("proj", "proj_b", "ln_g", "ln_b") for n in (2, 3, 5)]
-              + [f"{k}_{n}" for k in ("w1", "b1", "w2", "b2") for n in (2, 3, 5)]
+_TRAINABLE = ([f"{k}{n}" for k in ("proj", "proj_b", "ln_g", "ln_b") for n, _ in _ORDERS]
+              + [f"{k}_{n}" for k in ("w1", "b1", "w2", "b2") for n, _ in _ORDERS]
               + ["ln_g", "ln_b", "cnn_W", "cnn_b", "d0", "d1", "p1", "d2", "p3", "d3"])
 
 
@@ -121,17 +121,16 @@ class UseEncoder(torch.nn.Module):
         inside = (base >= torch.repeat_interleave(starts, lens)[:, None]) & \
                  (base < torch.repeat_interleave(starts + lens, lens)[:, None])
         window = torch.where(inside, base, torch.full_like(base, n))
-        x = torch.cat([emb @ p[f"proj{o}"] + p[f"proj_b{o}"] for o in (2, 3, 5)], 1)
-        x = F.layer_norm(x, (3 * _CNN,), torch.cat([p[f"ln_g{o}"] for o in (2, 3, 5)]),
-                         torch.cat([p[f"ln_b{o}"] for o in (2, 3, 5)]), self.eps)
+        x = torch.cat([emb @ p[f"proj{o}"] + p[f"proj_b{o}"] for o, _ in _ORDERS], 1)
+        x = F.layer_norm(x, (3 * _CNN,), torch.cat([p[f"ln_g{o}"] for o, _ in _ORDERS]),
+                         torch.cat([p[f"ln_b{o}"] for o, _ in _ORDERS]), self.eps)
         zero = x.new_zeros(1, _CNN)
         feats = [emb]
-        for i, (order, left) in enumerate(_ORDERS):
-            o = (2, 3, 5)[i]
+        for i, (o, left) in enumerate(_ORDERS):  # the branch of n-gram order o: weights w1_o, b1_o, ...
             xi = x[:, i * _CNN:(i + 1) * _CNN]
-            cols = window[:, _LEFT - left:_LEFT - left + order]
-            h = F.relu(torch.cat([xi, zero])[cols].reshape(n, order * _CNN) @ p[f"w1_{o}"] + p[f"b1_{o}"]) + xi
-            feats.append(F.relu(torch.cat([h, zero])[cols].reshape(n, order * _CNN) @ p[f"w2_{o}"]
+            cols = window[:, _LEFT - left:_LEFT - left + o]
+            h = F.relu(torch.cat([xi, zero])[cols].reshape(n, o * _CNN) @ p[f"w1_{o}"] + p[f"b1_{o}"]) + xi
+            feats.append(F.relu(torch.cat([h, zero])[cols].reshape(n, o * _CNN) @ p[f"w2_{o}"]
                                 + p[f"b2_{o}"]) + h)
         f = F.layer_norm(torch.cat(feats, 1), (_DIM + 3 * _CNN,), p["ln_g"], p["ln_b"], self.eps)
         sentence = torch.repeat_interleave(torch.arange(len(ids)), lens)

@@ -364,6 +364,19 @@ def test_a_cross_fitted_second_encoder_adds_its_trees_to_the_blend(tmp_path, mon
     np.testing.assert_allclose(moved.score.to_numpy(), blended.score.to_numpy(), rtol=1e-5)
 
 
+def test_cross_fitting_needs_two_queries_and_says_so(tmp_path):
+    """One distinct query (however written) cannot be split into folds: a clear error, nothing written."""
+    from qckit.config import TrainingParams
+    from qckit.embedding_head import train_second_encoder
+
+    rows = pd.DataFrame({"task": "QC", "query": ["red shoes", "Red  Shoes", "red shoes"],
+                         "target": ["shoes", "hats", "shoes,sneakers"], "label": [1, 0, 1]})
+    tp = TrainingParams.model_validate({"head": "embedding", "embedding": {"second_encoder": "use-multilingual-v3"}})
+    with pytest.raises(ValueError, match="1 distinct query"):
+        train_second_encoder(rows, tp, {}, tmp_path / "second", seed=0)
+    assert not (tmp_path / "second").exists()
+
+
 def test_step_05_gives_each_tasks_model_its_per_task_settings(tmp_path):
     """tasks_mode separate with per_task: the QI model is trained with QI's settings, QC's with the section's."""
     from qckit.audit import run_audit
