@@ -2,9 +2,9 @@
 
 For each CPU profile (``default``: e5 cross-encoder; ``cpu-llm``: Gemma-3-270m yes/no with LoRA;
 ``cpu-trees``: frozen e5 + neighbour labels + boosted trees; ``cpu-tuned``: the same after fine-tuning the
-encoder, ~40 min for both samples; ``cpu-best``: per task the best of these, QI's trees blended with an e5
-cross-encoder, ~45 min for both; the last two not in the default list) and each real sample (QC: ten languages;
-QI: English), the chain runs without the data steps (the ablation's ``baseline``) and reports dev F1 at
+encoder, ~40 min for both samples; ``cpu-best``: per task the best of these, QC's trees blended with trees
+on a cross-fitted USE encoder, QI's with an e5 cross-encoder, ~55 min for both; the last two not in the
+default list) and each real sample (QC: ten languages; QI: English), the chain runs without the data steps (the ablation's ``baseline``) and reports dev F1 at
 held-out thresholds (no dev row helps choose its own threshold) with its bootstrap interval, the
 all-positive F1 of the same rows, training time and peak memory.
 
