@@ -337,17 +337,22 @@ def _embeddings(df: pd.DataFrame, embedder: str, cache: str | None, models_dir: 
     return q, t, leaf
 
 
+def _query_keys(df: pd.DataFrame) -> np.ndarray:
+    from qckit.noise import _normalise_query
+
+    return df["query"].fillna("").astype(str).map(_normalise_query).to_numpy()
+
+
 def features(df: pd.DataFrame, q: np.ndarray, t: np.ndarray, leaf: np.ndarray | None, bank: Bank,
              tp: TrainingParams, *, has_leaf: bool) -> np.ndarray:
     """The estimator's input: pair features, the task as a column (joint models), neighbour features,
     lexical features and (``query_context``) how they compare with the other candidates of the row's query."""
-    from qckit.noise import _normalise_query, pair_features
+    from qckit.noise import pair_features
 
     if has_leaf and leaf is None:
         leaf = np.zeros_like(t)
     pair = pair_features(q, t, leaf if has_leaf else None)
-    keys = df["query"].fillna("").astype(str).map(_normalise_query).to_numpy()
-    nn = neighbour_features(q, t, keys, bank, neighbours=tp.embedding.neighbours)
+    nn = neighbour_features(q, t, _query_keys(df), bank, neighbours=tp.embedding.neighbours)
     task = (df["task"] == "QI").to_numpy(np.float32)[:, None]
     lexical = lexical_features(df["query"], df["target"], bank.idf)
     parts = [pair, task, nn, lexical]
@@ -376,13 +381,11 @@ def _second_bank(encoder, df: pd.DataFrame) -> Bank:
 def _second_features(encoder, df: pd.DataFrame, bank: Bank, idf: dict[str, float], tp: TrainingParams) -> np.ndarray:
     """The second trees' input: the first trees' lexical features, then the USE encoder's neighbour features
     against its own bank, its cosine to the leaf category (QC rows), and how these compare within the query."""
-    from qckit.noise import _normalise_query
-
     queries, targets, leaves = _use_texts(df)
     q, t = encoder.encode(queries), encoder.encode(targets)
     leaf_cos = np.where([bool(x) for x in leaves], np.sum(q * encoder.encode(leaves), axis=1), 0.0)
-    keys = df["query"].fillna("").astype(str).map(_normalise_query).to_numpy()
-    base = np.hstack([neighbour_features(q, t, keys, bank, neighbours=tp.embedding.neighbours), leaf_cos[:, None]])
+    nn = neighbour_features(q, t, _query_keys(df), bank, neighbours=tp.embedding.neighbours)
+    base = np.hstack([nn, leaf_cos[:, None]])
     parts = [lexical_features(df["query"], df["target"], idf), base]
     if tp.embedding.query_context:
         parts.append(query_context_features(df, base))
@@ -401,9 +404,8 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
     """
     import joblib
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import GroupKFold
 
-    from qckit.noise import _normalise_query
+    from qckit.noise import grouped_folds
     from qckit.train import positive_weight
     from qckit.use_encoder import fine_tune_use
 
@@ -413,14 +415,14 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
     queries, targets, _ = _use_texts(train_df)
     tune = {"epochs": e.second_encoder_epochs, "learning_rate": e.second_encoder_learning_rate,
             "batch_size": e.second_encoder_batch_size, "seed": seed}
-    groups = (train_df["task"].astype(str) + "\t" + train_df["query"].fillna("").astype(str).map(_normalise_query))
-    groups = groups.factorize()[0]
-    folds = min(e.second_encoder_folds, len(set(groups)))
-    if folds < 2:
-        raise ValueError("training.embedding.second_encoder is cross-fitted over query-grouped folds: the training "
-                         f"rows hold {len(set(groups))} distinct query; it needs at least 2")
+    try:  # query-grouped (a translation stays with its source row), stratified, at most one fold per query
+        fold_of = grouped_folds(train_df, e.second_encoder_folds, seed=seed)
+    except ValueError as err:
+        raise ValueError(f"training.embedding.second_encoder is cross-fitted: {err}") from err
+    folds = int(fold_of.max()) + 1
     X = None
-    for a, b in GroupKFold(n_splits=folds).split(train_df, y, groups):
+    for fold in range(folds):
+        a, b = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
         encoder, _ = fine_tune_use([queries[i] for i in a], [targets[i] for i in a], y[a], **tune)
         fold = _second_features(encoder, train_df.iloc[b], _second_bank(encoder, train_df.iloc[a]), idf, tp)
         X = np.zeros((len(y), fold.shape[1]), np.float32) if X is None else X
@@ -444,7 +446,12 @@ def second_encoder_logits(folder: str | Path, df: pd.DataFrame, idf: dict[str, f
 
     folder = Path(folder)
     X = _second_features(UseEncoder.load(folder), df, Bank.load(folder / BANK_FILE), idf, tp)
-    p = np.clip(joblib.load(folder / ESTIMATOR_FILE).predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
+    return _tree_logits(joblib.load(folder / ESTIMATOR_FILE), X)
+
+
+def _tree_logits(estimator, X: np.ndarray) -> np.ndarray:
+    """Log-odds of p(yes) from a fitted estimator, clipped away from 0 and 1."""
+    p = np.clip(estimator.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
     return np.log(p) - np.log1p(-p)
 
 
@@ -578,8 +585,7 @@ def score_embedding_head(model_dir: str | Path | None, df: pd.DataFrame, *, load
     if X.shape[1] != meta["features"]:
         raise ValueError(f"{meta.get('model_dir', model_dir)}: the model was trained on {meta['features']} features, this qckit computes "
                          f"{X.shape[1]}: it was written by another qckit version; train it again")
-    p = np.clip(estimator.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
-    logits = np.log(p) - np.log1p(-p)
+    logits = _tree_logits(estimator, X)
     if meta.get("second_encoder"):  # blend the two sets of trees (training.embedding.second_encoder_weight)
         w = tp.embedding.second_encoder_weight
         second = second_encoder_logits(Path(meta["model_dir"]) / meta["second_encoder"], df, bank.idf, tp)

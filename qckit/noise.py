@@ -157,7 +157,8 @@ def grouped_folds(pairs: pd.DataFrame, k: int = 5, *, seed: int = 0) -> np.ndarr
     groups = query_groups(pairs)
     n_groups = len(set(groups.tolist()))
     if n_groups < 2:
-        raise ValueError(f"cross-validation needs at least 2 distinct queries, got {n_groups}")
+        raise ValueError(f"cross-validation needs at least 2 distinct queries; the rows hold {n_groups} distinct "
+                         f"{'query' if n_groups == 1 else 'queries'}")
     k = min(k, n_groups)
     labels = pairs["label"].fillna(0).astype(int).to_numpy()
     folds = np.empty(len(pairs), dtype=np.int64)

@@ -152,15 +152,16 @@ class UseEncoder(torch.nn.Module):
         return out[inverse.reshape(-1)]
 
 
-
 def fine_tune_use(queries: list[str], targets: list[str], labels, *, epochs: float = 2.0,
                   learning_rate: float = 3e-4, batch_size: int = 64, seed: int = 0):
     """Fine-tune USE on the pairs: binary cross-entropy on ``a * cos(q, t) + b`` (a, b learned, from 10, -5).
 
     The same objective as the e5 encoder's (``qckit.embedding_head.scaled_cosine_bce_loss``), in a plain loop:
-    the model is not a transformers model, and AdamW with linear warm-up (6%) and decay is all the Trainer
-    would add. Seeded: the same rows and seed give the same weights. Returns (encoder, log history).
+    the model is not a transformers model, and AdamW with transformers' linear warm-up (6%) and decay is all
+    the Trainer would add. Seeded: the same rows and seed give the same weights. Returns (encoder, log history).
     """
+    from transformers import get_linear_schedule_with_warmup
+
     torch.manual_seed(seed)
     model = UseEncoder.from_package().train()
     y = torch.tensor(np.asarray(labels, np.float32))
@@ -169,8 +170,7 @@ def fine_tune_use(queries: list[str], targets: list[str], labels, *, epochs: flo
                              {"params": [a, b], "lr": 1e-2}], weight_decay=0.01)
     per_epoch = int(np.ceil(len(y) / batch_size))
     steps = max(1, int(np.ceil(per_epoch * epochs)))
-    warmup = max(1, int(np.ceil(0.06 * steps)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / steps))
+    sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=int(np.ceil(0.06 * steps)), num_training_steps=steps)
     rng = np.random.default_rng(seed)
     history, losses, step, start = [], [], 0, time.perf_counter()
     every = max(1, steps // 20)
