@@ -421,12 +421,12 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
         raise ValueError(f"training.embedding.second_encoder is cross-fitted: {err}") from err
     folds = int(fold_of.max()) + 1
     X = None
-    for fold in range(folds):
-        a, b = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
+    for k in range(folds):
+        a, b = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
         encoder, _ = fine_tune_use([queries[i] for i in a], [targets[i] for i in a], y[a], **tune)
-        fold = _second_features(encoder, train_df.iloc[b], _second_bank(encoder, train_df.iloc[a]), idf, tp)
-        X = np.zeros((len(y), fold.shape[1]), np.float32) if X is None else X
-        X[b] = fold
+        held = _second_features(encoder, train_df.iloc[b], _second_bank(encoder, train_df.iloc[a]), idf, tp)
+        X = np.zeros((len(y), held.shape[1]), np.float32) if X is None else X
+        X[b] = held
     encoder, history = fine_tune_use(queries, targets, y, **tune)
     encoder.save(output_dir, folds=folds, **{k: v for k, v in tune.items() if k != "seed"})
     _second_bank(encoder, train_df).save(output_dir / BANK_FILE)
