@@ -18,11 +18,13 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import REPO, peak_rss_mib, shared_data_dir, write_result
+from qckit.config import load_params
 
 
 def ablation_params(out: Path) -> Path:
-    cikm = yaml.safe_load((REPO / "params" / "cikm.yaml").read_text())
-    default = yaml.safe_load((REPO / "params" / "cpu-trees.yaml").read_text())
+    # resolved profiles: every section present, `extends` applied
+    cikm = load_params(REPO / "params" / "cikm.yaml").model_dump(mode="json")
+    default = load_params(REPO / "params" / "cpu-trees.yaml").model_dump(mode="json")
     data = shared_data_dir() / "cikm-qc-sample"
     cikm["name"] = "ablation-qc"
     cikm["data"]["train"] = [str(data / "train_QC.jsonl")]

@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from benchmarks.common import REPO, shared_data_dir
+from qckit.config import load_params
 
 OFFICIAL_TRAIN_LANGUAGES = ["en", "fr", "es", "ko", "pt", "ja"]
 FILES = {"QC": ("cikm-qc-sample", "train_QC.jsonl", "dev_QC.jsonl"),
@@ -64,8 +65,9 @@ def profile(out: Path, *, dataset: str, model_profile: str, name: str, train_lan
     ``dev_rows``: score a stratified sample of dev of that size (for profiles too slow to score all of it);
     ``train_file``: train on this file instead of the sample's own (e.g. ``flipped_train``).
     """
-    base = yaml.safe_load((REPO / "params" / "cikm.yaml").read_text())
-    model = yaml.safe_load((REPO / "params" / f"{model_profile}.yaml").read_text())
+    # resolved profiles: every section present, `extends` applied
+    base = load_params(REPO / "params" / "cikm.yaml").model_dump(mode="json")
+    model = load_params(REPO / "params" / f"{model_profile}.yaml").model_dump(mode="json")
     folder, train, dev = FILES[dataset]
     data = shared_data_dir() / folder
     dev_file = dev_sample(out, dataset, dev_rows) if dev_rows else data / dev

@@ -24,6 +24,7 @@ import yaml
 
 from benchmarks import realdata
 from benchmarks.common import REPO, write_result
+from qckit.config import load_params
 
 MODEL_PROFILE = "cpu-trees"
 LANGUAGE = "it"
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         real = realdata.profile(out, dataset="QC", model_profile=MODEL_PROFILE, name="translation-real",
                                 train_languages=realdata.OFFICIAL_TRAIN_LANGUAGES)
         real_figures = compare(_with_fresh_cache(real, out / "translation-cache"), out, "translation-real")
-        demo = yaml.safe_load((REPO / "params" / f"{MODEL_PROFILE}.yaml").read_text())
+        demo = load_params(REPO / "params" / f"{MODEL_PROFILE}.yaml").model_dump(mode="json")
         demo["name"] = "translation-demo"
         demo["demo"]["queries_per_language"] = DEMO_QUERIES_PER_LANGUAGE
         demo_path = out / "translation-demo.yaml"

@@ -29,7 +29,11 @@ from typing import Any
 import pandas as pd
 
 from qckit.config import Params, dump_params, load_params
-from qckit.runs import write_text_atomic
+from qckit.pipeline import run_chain
+from qckit.plots import ablation as ablation_plots
+from qckit.report import CSP
+from qckit.runs import Run, write_text_atomic
+from qckit.steps import CALIBRATION, TRAINING
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "baseline": {"translation": False, "negatives": False, "noise": False},
@@ -64,8 +68,6 @@ def run_ablation(
     outputs_dir: str | Path | None = None, resume: bool = False, progress: bool = True, **chain_kwargs: Any,
 ) -> tuple[pd.DataFrame, Path]:
     """Run the chain per variant and write the ablation report; returns (table, report path)."""
-    from qckit.pipeline import run_chain
-
     params = load_params(params_file)
     variants = variants or list(VARIANTS)
     for v in variants:
@@ -93,16 +95,14 @@ def run_ablation(
 def ablation_table(root: Path, variants: list[str]) -> pd.DataFrame:
     """F1 per task and variant at the calibrated threshold, with its interval, the all-positive floor
     and the paper's dev figure."""
-    from qckit.runs import Run
-
     rows = []
     for variant in variants:
         run = Run(root / variant)
-        path = run.metrics_path("06_calibration")
-        cal = run.read_metrics("06_calibration") if path.exists() else {"tasks": {}}
+        path = run.metrics_path(CALIBRATION)
+        cal = run.read_metrics(CALIBRATION) if path.exists() else {"tasks": {}}
         train_rows = None
-        if run.path("metrics", "05_fine_tuning.json").exists():
-            ft = run.read_metrics("05_fine_tuning")
+        if run.metrics_path(TRAINING).exists():
+            ft = run.read_metrics(TRAINING)
             train_rows = sum(m.get("train_rows", 0) for m in ft.get("models", {}).values())
         for task, m in cal["tasks"].items():
             lo, hi = (m.get("f1_ci") or [None, None])[:2]
@@ -118,30 +118,6 @@ def ablation_table(root: Path, variants: list[str]) -> pd.DataFrame:
                                        "threshold", "train_rows", "paper_dev_f1"])
 
 
-def ablation_figure(table: pd.DataFrame):
-    """F1 per variant and task with bootstrap intervals, the all-positive floor dashed."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    if len(table):
-        sns.barplot(data=table, x="variant", y="f1", hue="task", ax=ax)
-        for patch_group, (_, g) in zip(ax.containers, table.groupby("task", sort=False)):
-            for patch, (_, row) in zip(patch_group, g.iterrows()):
-                x = patch.get_x() + patch.get_width() / 2
-                if pd.notna(row.f1_low):
-                    ax.errorbar(x, row.f1, yerr=[[row.f1 - row.f1_low], [row.f1_high - row.f1]], color="k",
-                                capsize=3)
-                ax.hlines(row.all_positive_f1, patch.get_x(), patch.get_x() + patch.get_width(),
-                          colors="k", linestyles="dashed", linewidth=1)
-        low = max(0.0, float(table[["f1_low", "all_positive_f1"]].min().min()) - 0.05)
-        ax.set_ylim(low, 1.0)
-    ax.set(title="Dev F1 per variant (bars: 95% bootstrap interval; dashes: all-positive F1)",
-           xlabel="variant", ylabel="F1 (positive class)")
-    fig.tight_layout()
-    return fig
-
-
 def write_ablation_report(root: Path, table: pd.DataFrame, statuses: dict[str, dict[str, str]]) -> Path:
     """`<root>/index.html`: the table, the figure, which steps each variant shared, links to each run."""
     import base64
@@ -149,9 +125,8 @@ def write_ablation_report(root: Path, table: pd.DataFrame, statuses: dict[str, d
 
     import matplotlib.pyplot as plt
 
-    from qckit.report import CSP
 
-    fig = ablation_figure(table)
+    fig = ablation_plots.ablation_figure(table)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)

@@ -29,7 +29,6 @@ from qckit.calibrate import LanguageThresholds, Thresholds, f1_from_counts, labe
 from qckit.data import category_depth, top_level
 from qckit.runs import Run
 
-STEP = "07_error_analysis"
 # query length buckets in characters (comparable across scripts, unlike whitespace tokens)
 LENGTH_EDGES = (0, 10, 20, 40, 80, np.inf)
 LENGTH_LABELS = ("<10", "10-19", "20-39", "40-79", "80+")
@@ -315,7 +314,7 @@ def analyse(preds: pd.DataFrame, *, thresholds: Thresholds,
 
     Example:
         >>> metrics = analyse(dev, thresholds=thr, train=run.read_table("train"), zero_shot=["de"])
-        >>> run.write_metrics(STEP, metrics)
+        >>> run.write_metrics("07_error_analysis", metrics)
     """
     options = {"thresholds": thresholds, "language_thresholds": language_thresholds}
     tables = slices(preds, train=train, zero_shot=zero_shot, **options)

@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pandas as pd
 
 from qckit import BASE_COLUMNS, LANGUAGES, TASKS
-from qckit.data import find_conflicts, find_duplicates, load_splits, parse_category_path
-
-if TYPE_CHECKING:
-    from qckit.config import Params
-    from qckit.runs import Run
+from qckit.data import find_conflicts, find_duplicates, parse_category_path
+from qckit.features import normalise_queries
 
 SPLITS = ("train", "dev", "test")
-STEP = "01_data_audit"
 # Pairs of splits checked for leakage: (seen, evaluated).
 LEAKAGE_PAIRS = (("train", "dev"), ("train", "test"), ("dev", "test"))
 
@@ -81,11 +77,6 @@ def _labels(df: pd.DataFrame) -> pd.Series:
 
 def _is_empty(text: pd.Series) -> pd.Series:
     return text.isna() | text.astype("string").str.strip().eq("").fillna(True)
-
-
-def _normalise_query(query: pd.Series) -> pd.Series:
-    # the official splits hash a normalised query; casefold + collapsed whitespace is the cheap part of it
-    return query.astype("string").fillna("").str.casefold().str.split().str.join(" ")
 
 
 def _group_keys(df: pd.DataFrame, by: Sequence[str]) -> list[str]:
@@ -321,8 +312,8 @@ def _leakage(splits: Splits) -> tuple[pd.DataFrame, pd.DataFrame]:
         a, b = splits.get(seen), splits.get(evaluated)
         if a is None or b is None or a.empty or b.empty:
             continue
-        a = a.assign(nq=_normalise_query(a["query"]))
-        b = b.assign(nq=_normalise_query(b["query"]))
+        a = a.assign(nq=normalise_queries(a["query"]))
+        b = b.assign(nq=normalise_queries(b["query"]))
         for task in [t for t in TASKS if t in set(b["task"])] + sorted(set(b["task"]) - set(TASKS)):
             ta, tb = a[a["task"].eq(task)], b[b["task"].eq(task)]
             seen_queries = set(ta["nq"])
@@ -503,25 +494,3 @@ def _headline(metrics: dict[str, Any], rows: pd.DataFrame) -> dict[str, Any]:
     headline["conflicting_pairs"] = sum(metrics["conflicts"].values())
     headline["leaked_queries"] = sum(v["shared_queries"] for v in metrics["leakage"].values())
     return headline
-
-
-def run_audit(params: Params, run: Run) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """Step 01 in one call: load the splits, write them to the run, compute and write the metrics.
-
-    Writes ``data/train.parquet``, ``data/dev.parquet``, ``data/test.parquet`` (the normalised pairs
-    tables every later step reads; ``test`` may have no rows) and ``metrics/01_data_audit.json``.
-
-    Example:
-        >>> splits, metrics = run_audit(load_params("params/smoke.yaml"), Run("outputs/x").ensure())
-    """
-    splits, load_info = load_splits(params, run.path("data", "raw"))
-    splits = dict(splits)
-    for name in SPLITS:
-        if name not in splits:
-            splits[name] = pd.DataFrame(columns=list(BASE_COLUMNS))
-        run.write_table(name, splits[name])
-    metrics = audit_metrics(splits, load_info, zero_shot=params.audit.zero_shot_languages)
-    run.write_metrics(STEP, metrics)
-    h = metrics["headline"]
-    run.log(f"{STEP}: {h['rows']} rows, {h['languages']} languages, zero-shot: {h['zero_shot_languages']}")
-    return splits, metrics

@@ -29,8 +29,8 @@ from numpy.typing import ArrayLike
 
 from qckit import TASKS
 from qckit.audit import language_order
+from qckit.features import normalise_queries
 
-STEP = "06_calibration"
 PAPER_THRESHOLDS = {"QC": 0.4, "QI": 0.2}
 # logit(score) is infinite for a saturated score; |z| = 50 already means p = 1 - 2e-22
 LOGIT_CLIP = 50.0
@@ -314,10 +314,11 @@ def query_folds(queries: pd.Series, *, folds: int = 5, seed: int = 13) -> np.nda
     """Fold number per row such that all rows of one query share a fold.
 
     A query's rows are near-duplicates of each other; with them on both sides of a split a threshold
-    is scored partly on the rows it was fitted on. Queries are dealt round-robin in a seeded random
-    order, so folds hold about equally many queries.
+    is scored partly on the rows it was fitted on. Queries are compared normalised (``qckit.features``),
+    as every other fold split of the kit does, and dealt round-robin in a seeded random order, so folds
+    hold about equally many queries.
     """
-    codes, uniques = pd.factorize(queries.fillna(""))
+    codes, uniques = pd.factorize(normalise_queries(queries))
     rank = np.random.default_rng(seed).permutation(len(uniques))
     return rank[codes] % folds
 
@@ -717,7 +718,7 @@ def thresholds_from_metrics(metrics: Mapping[str, Any], *, per_language: bool | 
             from them on the task's rows (per task); True / False: always / never.
 
     Example:
-        >>> task_thr, lang_thr = thresholds_from_metrics(run.read_metrics(STEP))
+        >>> task_thr, lang_thr = thresholds_from_metrics(run.read_metrics("06_calibration"))
         >>> apply_thresholds(test, task_thr, language_thresholds=lang_thr)
     """
     thresholds = {task: float(t) for task, t in metrics["thresholds"].items()}

@@ -9,11 +9,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from qckit import models
+from qckit.ablation import run_ablation
+from qckit.config import ParamsError, dump_params, load_params
+from qckit.data import DataError, validate_file
+from qckit.pipeline import RunError, run_chain
+from qckit.report import render_report
+from qckit.submission import SubmissionError, predict_files
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from qckit.config import ParamsError
-    from qckit.pipeline import RunError, run_chain
-
     try:
         result = run_chain(
             args.params, run_id=args.run_id, steps=args.steps, resume=args.resume,
@@ -33,8 +38,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from qckit.report import render_report
-
     try:
         index = render_report(args.run_dir)
     except FileNotFoundError as err:
@@ -45,8 +48,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from qckit.data import validate_file
-
     failed = 0
     for path in args.files:
         report = validate_file(path)
@@ -58,8 +59,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    from qckit.config import ParamsError, dump_params, load_params
-
     try:
         params = load_params(args.params)
     except ParamsError as err:
@@ -70,9 +69,6 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from qckit.data import DataError
-    from qckit.submission import SubmissionError, predict_files
-
     try:
         written = predict_files(args.run, args.input, args.output)
     except (SubmissionError, DataError, FileNotFoundError) as err:
@@ -84,10 +80,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from qckit.ablation import run_ablation
-    from qckit.config import ParamsError
-    from qckit.pipeline import RunError
-
     try:
         table, report = run_ablation(
             args.params, variants=[v.strip() for v in args.variants.split(",") if v.strip()],
@@ -103,8 +95,6 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from qckit import models
-
     if args.action == "prepare":
         try:
             folders = models.prepare_models(args.names or None, cache_dir=args.cache_dir)

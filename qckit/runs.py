@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import tempfile
@@ -115,9 +116,14 @@ class Run:
             raise FileNotFoundError(f"{path}: table '{name}' not found; run the step that writes it first")
         return pd.read_parquet(path)
 
-    def training_table_name(self) -> str:
-        """The newest training table: each data step writes its own, later steps read the latest."""
-        for name in TRAINING_TABLES:
+    def training_table_name(self, *, before: str | None = None) -> str:
+        """The newest training table: each data step writes its own, later steps read the latest.
+
+        ``before`` (one of ``TRAINING_TABLES``): the newest table written before that one, what the step
+        writing it reads, so a rerun of a step never reads its own or a later step's output.
+        """
+        names = TRAINING_TABLES if before is None else TRAINING_TABLES[TRAINING_TABLES.index(before) + 1:]
+        for name in names:
             if self.has_table(name):
                 return name
         raise FileNotFoundError(f"{self.path('data')}: no training table; run step 01 first")
@@ -145,8 +151,6 @@ class Run:
         return out
 
     def log(self, message: str) -> None:
-        import datetime as dt
-
         stamp = dt.datetime.now().isoformat(timespec="seconds")
         with open(self.path("run.log"), "a", encoding="utf-8") as fh:
             fh.write(f"{stamp} {message}\n")

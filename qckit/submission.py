@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from qckit import heads
+from qckit.calibrate import apply_thresholds, thresholds_from_metrics
+from qckit.data import read_pairs
 from qckit.runs import Run, atomic_path, write_text_atomic
+from qckit.steps import CALIBRATION, TRAINING
 
 OFFICIAL_FIELDS = {"QC": ["id", "task", "language", "origin_query", "category_path"],
                    "QI": ["id", "task", "language", "origin_query", "item_title"]}
@@ -26,7 +30,7 @@ class SubmissionError(ValueError):
 
 
 def _model_for(run: Run, task: str) -> Path:
-    plan = run.read_metrics("05_fine_tuning").get("plan", {})
+    plan = run.read_metrics(TRAINING).get("plan", {})
     for name, tasks in plan.items():
         if task in tasks:
             return run.path("models", name)
@@ -51,16 +55,11 @@ def _input_records(path: Path, df: pd.DataFrame) -> list[dict]:
 
 def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str | Path) -> dict[str, Path]:
     """Write `submit_<task>.txt` per task found in the inputs and `submit.zip`; returns their paths."""
-    from qckit.calibrate import apply_thresholds, thresholds_from_metrics
-    from qckit.data import read_pairs
-    from qckit.scoring import score_pairs
-    from qckit.train import load_trained
-
     run = Run(run_dir)
-    for step in ("05_fine_tuning", "06_calibration"):
+    for step in (TRAINING, CALIBRATION):
         if not run.metrics_path(step).exists():
             raise SubmissionError(f"{run.root}: step {step} has not run; a submission needs a trained, calibrated run")
-    thresholds, language = thresholds_from_metrics(run.read_metrics("06_calibration"))
+    thresholds, language = thresholds_from_metrics(run.read_metrics(CALIBRATION))
     per_task: dict[str, list[dict]] = {}
     for path in map(Path, inputs):
         df = read_pairs(path)
@@ -76,7 +75,7 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str
         preds = pd.Series(0, index=df.index)
         for task in tasks:
             rows = df[df.task == task]
-            scored = score_pairs(None, rows, loaded=load_trained(_model_for(run, task)))
+            scored = heads.score(heads.load(_model_for(run, task)), rows)
             preds.loc[rows.index] = apply_thresholds(scored, thresholds, language_thresholds=language)
         for rec, task, pred in zip(records, df.task, preds):
             per_task.setdefault(task, []).append({**rec, "prediction": int(pred)})

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from qckit.models import ModelNotFound, default_cache_dir, inference_device, resolve
+
 BACKENDS = ("apertium", "hf-seq2seq", "hf-causal", "vllm")
 
 # qckit code -> (ISO 639-1, ISO 639-3 as Apertium and Marian multi-target tokens use, English name)
@@ -280,7 +282,6 @@ class HFSeq2SeqTranslator:
         if self._loaded.spec != spec:
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-            from qckit.models import inference_device, resolve
 
             path = resolve(spec, cache_dir=self.cache_dir)
             tok = AutoTokenizer.from_pretrained(path)
@@ -289,8 +290,6 @@ class HFSeq2SeqTranslator:
         return self._loaded
 
     def check(self, source: str, target: str) -> Coverage:
-        from qckit.models import ModelNotFound
-
         try:
             loaded = self._load(self.spec(source, target))
         except (ModelNotFound, OSError, ValueError) as err:
@@ -374,7 +373,6 @@ class HFCausalTranslator:
         if self._loaded.model is None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            from qckit.models import inference_device, resolve
 
             path = resolve(self.model, cache_dir=self.cache_dir)
             tok = AutoTokenizer.from_pretrained(path, padding_side="left")
@@ -385,8 +383,6 @@ class HFCausalTranslator:
         return self._loaded
 
     def check(self, source: str, target: str) -> Coverage:
-        from qckit.models import ModelNotFound
-
         if source not in LANGUAGE_CODES or target not in LANGUAGE_CODES:
             return Coverage(False, reason=f"no language name for {source} or {target} in the prompt")
         try:
@@ -448,7 +444,6 @@ class VLLMTranslator:
         if self.llm is None:
             from vllm import LLM
 
-            from qckit.models import resolve
 
             self.llm = LLM(model=str(resolve(self.model, cache_dir=self.cache_dir)), **self.engine)
         return self.llm
@@ -511,7 +506,6 @@ def default_translation_cache(cache_dir: str | Path | None = None) -> Path:
     """``cache_dir``, else ``$QCKIT_CACHE/translations``, else ``~/.cache/qckit/translations``."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    from qckit.models import default_cache_dir
 
     return default_cache_dir() / "translations"
 

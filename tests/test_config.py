@@ -113,3 +113,89 @@ def test_per_task_settings_are_checked_when_the_profile_loads(tmp_path: Path, bo
     with pytest.raises(ParamsError, match=message) as err:
         load_params(path)
     assert str(path) in str(err.value)
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_extends_merges_mappings_key_by_key_and_replaces_lists(tmp_path: Path):
+    write(tmp_path, "base.yaml", "name: base\ndata:\n  tasks: [QC, QI]\n  drop_empty: false\n"
+          "training:\n  head: embedding\n  embedding:\n    trees: 50\n    neighbours: 10\n")
+    child = write(tmp_path, "child.yaml", "extends: base\nname: child\ndata:\n  tasks: [QI]\n"
+                  "training:\n  embedding:\n    trees: 80\n")
+    params = load_params(child)
+    assert params.name == "child"
+    assert params.data.tasks == ["QI"]  # a list replaces the parent's, it is not appended to
+    assert params.data.drop_empty is False  # a sibling the child does not state is inherited
+    assert params.training.head == "embedding"
+    assert (params.training.embedding.trees, params.training.embedding.neighbours) == (80, 10)
+
+
+def test_extends_chain_of_two_and_relative_path(tmp_path: Path):
+    (tmp_path / "bases").mkdir()
+    write(tmp_path / "bases", "root.yaml", "name: root\nrun:\n  seed: 1\ndemo:\n  noise_rate: 0.2\n")
+    write(tmp_path / "bases", "middle.yaml", "extends: root\nname: middle\nrun:\n  seed: 2\n")
+    leaf = write(tmp_path, "leaf.yaml", "extends: bases/middle.yaml\nname: leaf\ndemo:\n  queries_per_language: 9\n")
+    params = load_params(leaf)
+    assert (params.run.seed, params.demo.noise_rate, params.demo.queries_per_language) == (2, 0.2, 9)
+
+
+def test_extends_cycle_is_an_error_naming_the_files(tmp_path: Path):
+    a = write(tmp_path, "a.yaml", "extends: b\nname: a\n")
+    write(tmp_path, "b.yaml", "extends: a.yaml\nname: b\n")
+    with pytest.raises(ParamsError, match="extends cycle") as err:
+        load_params(a)
+    assert "a.yaml -> " in str(err.value) and "b.yaml -> " in str(err.value)
+    selfish = write(tmp_path, "self.yaml", "extends: self\nname: s\n")
+    with pytest.raises(ParamsError, match="extends cycle"):
+        load_params(selfish)
+
+
+def test_extends_missing_parent_is_an_error_naming_it(tmp_path: Path):
+    child = write(tmp_path, "child.yaml", "extends: nowhere\nname: c\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(child)
+    assert str(child) in str(err.value) and str(tmp_path / "nowhere.yaml") in str(err.value)
+    write(tmp_path, "child.yaml", "extends: [a, b]\nname: c\n")
+    with pytest.raises(ParamsError, match="extends: expected a profile name"):
+        load_params(child)
+
+
+def test_extends_child_and_parent_keys_are_still_validated(tmp_path: Path):
+    write(tmp_path, "base.yaml", "name: base\n")
+    child = write(tmp_path, "child.yaml", "extends: base\nname: child\ndata:\n  sourse: demo\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(child)
+    assert "data.sourse: unknown key" in str(err.value) and str(child) in str(err.value)
+    write(tmp_path, "base.yaml", "name: base\ndemo:\n  noise_rate: lots\n")
+    write(tmp_path, "child.yaml", "extends: base\nname: child\n")
+    with pytest.raises(ParamsError, match=r"demo\.noise_rate: .*number") as err:
+        load_params(child)
+    assert "base.yaml" in str(err.value)  # the message says which file the child extends
+    write(tmp_path, "base.yaml", "name: [unclosed\n")
+    with pytest.raises(ParamsError, match="base.yaml: not valid YAML"):
+        load_params(child)
+
+
+def test_resolved_dump_has_no_extends_and_loads_alone(tmp_path: Path):
+    write(tmp_path, "base.yaml", "name: base\ntraining:\n  head: embedding\n")
+    child = write(tmp_path, "child.yaml", "extends: base\nname: child\ncalibration:\n  per_language: true\n")
+    text = dump_params(load_params(child))
+    assert "extends" not in __import__("yaml").safe_load(text)
+    alone = write(tmp_path, "resolved.yaml", text)
+    (tmp_path / "base.yaml").unlink()  # a run's params.yaml needs no other file
+    again = load_params(alone)
+    assert again.training.head == "embedding" and again.calibration.per_language and again.name == "child"
+
+
+def test_shipped_variants_are_their_parent_with_what_they_state():
+    tuned, trees = load_params(REPO / "params" / "cpu-tuned.yaml"), load_params(REPO / "params" / "cpu-trees.yaml")
+    assert tuned.training.embedding.fine_tune_encoder and not trees.training.embedding.fine_tune_encoder
+    assert tuned.model_dump(exclude={"name", "description", "training"}) == \
+        trees.model_dump(exclude={"name", "description", "training"})
+    best = load_params(REPO / "params" / "cpu-best.yaml").training
+    assert best.head == "embedding" and best.for_task("QC").embedding.second_encoder == "use-multilingual-v3"
+    assert best.for_task("QI").embedding.cross_encoder

@@ -7,32 +7,40 @@ Three heads:
   the two label-word logits at the answer position only, and p(yes) = softmax(no, yes)[yes] (the paper).
   Only the answer position's two logits are computed: the backbone's last hidden state is multiplied by
   the two rows of the output embedding, never by the whole vocabulary.
-- ``embedding``: no fine-tuning; frozen embeddings of ``models.classifier``, neighbour labels and lexical
-  overlap fed to gradient-boosted trees (``qckit.embedding_head``; ``train_model`` hands over to it). The
-  best head on 2 CPU cores (benchmarks/results/quality_cpu.json).
 
-The same entry point runs under ``torchrun --nproc_per_node=N -m qckit.train ...`` (DDP; the Trainer
-does the distribution).
+(The ``embedding`` head, frozen or fine-tuned encoders feeding gradient-boosted trees, is ``qckit.heads.trees``.)
+Step 05's entry point runs this under ``torchrun --nproc_per_node=N -m qckit.steps.training ...`` (DDP;
+the Trainer does the distribution). Scoring lives in ``qckit.heads.llm_scoring``.
 
 Example:
-    >>> from qckit.train import fit_and_score
-    >>> scores = fit_and_score(train_df, dev_df, params, output_dir="outputs/x/models/clf")
+    >>> from qckit.heads import transformer
+    >>> figures = transformer.train(train_df, dev_df, params, output_dir="outputs/x/models/clf")
+    >>> loaded = transformer.load("outputs/x/models/clf")
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from qckit.config import Params, TrainingParams
+from qckit.heads.common import (
+    META_FILE,
+    LoadedModel,
+    f1_metrics,
+    peak_memory_mib,
+    positive_weight,
+    read_meta,
+    sample_rows,
+)
+from qckit.models import inference_device, resolve
+from qckit.progress import headless, quiet_libraries
 from qckit.prompts import build_prompt, label_token_ids, pair_texts
-
-META_FILE = "qckit-model.json"
 
 
 # --- inputs ------------------------------------------------------------------------------------------
@@ -144,8 +152,6 @@ def load_base(spec: str, tp: TrainingParams, *, cache_dir=None, trust_remote_cod
     """Resolve and load the model and tokenizer for the chosen head and method."""
     from transformers import AutoTokenizer
 
-    from qckit.models import resolve
-
     path = resolve(spec, cache_dir=cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token_id is None:
@@ -153,13 +159,13 @@ def load_base(spec: str, tp: TrainingParams, *, cache_dir=None, trust_remote_cod
     kwargs: dict[str, Any] = {"dtype": _dtype(tp), "trust_remote_code": trust_remote_code}
     if tp.method == "qlora":
         kwargs["quantization_config"] = _quantization_config()
-    model = _auto_class(tp.head).from_pretrained(path, **_head_kwargs(tp.head, tp.num_labels), **kwargs)
+    model = auto_class(tp.head).from_pretrained(path, **_head_kwargs(tp.head, tp.num_labels), **kwargs)
     if tp.head == "classifier":
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, path
 
 
-def _auto_class(head: str):
+def auto_class(head: str):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification if head == "classifier" else AutoModelForCausalLM
@@ -247,15 +253,6 @@ def yes_no_logits(model, input_ids, attention_mask, label_ids: tuple[int, int], 
     return logits.float()
 
 
-def positive_weight(labels: np.ndarray, tp: TrainingParams) -> float:
-    if tp.class_weight == "none":
-        return 1.0
-    if tp.class_weight == "balanced":
-        pos = max(float(np.mean(labels)), 1e-6)
-        return (1 - pos) / pos
-    return float(tp.class_weight)
-
-
 def make_loss(tp: TrainingParams, pos_weight: float):
     """Loss on the head's logits: BCE for one logit, CE over two (classes or yes/no words)."""
     import torch
@@ -269,23 +266,6 @@ def make_loss(tp: TrainingParams, pos_weight: float):
         return F.cross_entropy(logits, labels.long(), weight=weight)
 
     return loss_fn
-
-
-def logits_to_prob(logits: np.ndarray) -> np.ndarray:
-    """p(positive) from (n, 1) or (n, 2) logits."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim == 1 or logits.shape[-1] == 1:
-        return 1.0 / (1.0 + np.exp(-logits.reshape(-1)))
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e[:, 1] / e.sum(axis=1)
-
-
-def logits_to_logodds(logits: np.ndarray) -> np.ndarray:
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim == 1 or logits.shape[-1] == 1:
-        return logits.reshape(-1)
-    return logits[:, 1] - logits[:, 0]
 
 
 # --- Trainer ----------------------------------------------------------------------------------------
@@ -344,22 +324,6 @@ def _trainer_class():
     return PairTrainer
 
 
-def f1_metrics(eval_pred) -> dict[str, float]:
-    """Dev F1 at 0.5 and at the best threshold (for curves and early stopping), beside all-positive."""
-    from sklearn.metrics import f1_score, precision_recall_curve
-
-    logits, labels = eval_pred.predictions, eval_pred.label_ids
-    probs = logits_to_prob(logits)
-    labels = np.asarray(labels).astype(int)
-    prec, rec, _ = precision_recall_curve(labels, probs)
-    f1s = 2 * prec * rec / np.clip(prec + rec, 1e-12, None)
-    return {
-        "f1": float(f1_score(labels, probs >= 0.5, zero_division=0)),
-        "f1_best": float(np.max(f1s)),
-        "f1_all_positive": float(f1_score(labels, np.ones_like(labels), zero_division=0)),
-    }
-
-
 def training_arguments(tp: TrainingParams, output_dir: Path, *, seed: int, has_eval: bool):
     import torch
     from transformers import TrainingArguments
@@ -385,16 +349,7 @@ def training_arguments(tp: TrainingParams, output_dir: Path, *, seed: int, has_e
     )
 
 
-def sample_rows(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """At most n rows, stratified by task and label, in a seeded order."""
-    if not n or len(df) <= n:
-        return df
-    frac = n / len(df)
-    parts = [g.sample(n=max(1, round(len(g) * frac)), random_state=seed) for _, g in df.groupby(["task", "label"])]
-    return pd.concat(parts).sort_index()
-
-
-def train_model(
+def train(
     train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *, output_dir: str | Path,
     resume: bool = True, keep_model: bool = False,
 ) -> dict[str, Any]:
@@ -403,19 +358,11 @@ def train_model(
     Resumes from the last checkpoint in `output_dir/checkpoints` when one exists (interrupted training).
     Returns the training figures: log history (loss, dev F1 per evaluation), time, throughput, memory.
     """
-    import time
-
     import torch
     from transformers import EarlyStoppingCallback, set_seed
 
-    from qckit.progress import headless, quiet_libraries
-
     quiet_libraries()
     tp, seed = params.training, params.run.seed
-    if tp.head == "embedding":  # frozen encoder + trees: no Trainer, no checkpoints (it fits in seconds)
-        from qckit.embedding_head import train_embedding_head
-
-        return train_embedding_head(train_df, dev_df, params, output_dir=output_dir)
     if tp.num_threads:
         torch.set_num_threads(tp.num_threads)
     set_seed(seed)
@@ -456,7 +403,7 @@ def train_model(
     figures = {
         "train_rows": len(train_df), "seconds": seconds, "resumed_from": checkpoint,
         "rows_per_second": len(train_df) * tp.epochs / max(seconds, 1e-9),
-        "peak_memory_mib": _peak_memory_mib(), "log_history": trainer.state.log_history,
+        "peak_memory_mib": peak_memory_mib(), "log_history": trainer.state.log_history,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     if keep_model:
@@ -468,16 +415,6 @@ def _last_checkpoint(folder: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
-
-
-def _peak_memory_mib() -> float:
-    import resource
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def save_trained(model, tokenizer, output_dir: Path, params: Params, *, base_path) -> None:
@@ -505,33 +442,26 @@ def merge_adapter(model_dir: str | Path, out_dir: str | Path | None = None) -> P
     """
     model_dir = Path(model_dir)
     out = Path(out_dir) if out_dir else model_dir / "merged"
-    model, tokenizer, _ = load_trained(model_dir, quantize=False)
-    merged = model.merge_and_unload()
+    loaded = load(model_dir, quantize=False)
+    merged = loaded.model.merge_and_unload()
     merged.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    loaded.tokenizer.save_pretrained(str(out))
     return out
 
 
-def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False, device: str | None = None,
-                 quantize: bool | None = None):
-    """Load a model saved by train_model (full weights, or base + LoRA adapter). Returns (model, tok, meta).
+def load(model_dir: str | Path, *, trust_remote_code: bool = False, device: str | None = None,
+         quantize: bool | None = None) -> LoadedModel:
+    """Load a model saved by ``train`` (full weights, or base + LoRA adapter).
 
     The model is placed on ``device`` (default: the GPU when there is one) in the precision it was trained in
     there (fp32 on a CPU). A QLoRA adapter gets its base in 4-bit again on a GPU (``quantize``, default: as
     trained), so scores match the ones seen in training.
     """
+    import torch
     from transformers import AutoTokenizer
 
     model_dir = Path(model_dir)
-    meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
-    if meta["head"] == "embedding":  # (estimator, bank, meta): no torch model
-        from qckit.embedding_head import load_embedding_head
-
-        return load_embedding_head(model_dir)
-    import torch
-
-    from qckit.models import inference_device
-
+    meta = read_meta(model_dir)
     tp = TrainingParams.model_validate(meta["training"])
     device = device or inference_device()
     on_gpu = device.startswith("cuda")
@@ -540,7 +470,7 @@ def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False, devi
     if on_gpu and (quantize if quantize is not None else tp.method == "qlora"):
         kwargs.update(quantization_config=_quantization_config(), device_map={"": device})
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    auto = _auto_class(meta["head"])
+    auto = auto_class(meta["head"])
     if (model_dir / "adapter_config.json").exists():
         from peft import PeftModel
 
@@ -553,46 +483,7 @@ def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False, devi
     if "device_map" not in kwargs:
         model.to(device)
     model.eval()
-    return model, tokenizer, meta
-
-
-def fit_and_score(
-    train_df: pd.DataFrame, score_df: pd.DataFrame, params: Params, *, output_dir: str | Path,
-    max_rows: int | None = None,
-) -> np.ndarray:
-    """Fine-tune on train_df (at most max_rows) and return p(yes) for score_df's rows (noise detection)."""
-    from qckit.scoring import score_pairs
-
-    if max_rows:
-        params = params.model_copy(update={"training": params.training.model_copy(update={"max_train_rows": max_rows})})
-    train_model(train_df, None, params, output_dir=output_dir, resume=False)
-    return score_pairs(output_dir, score_df)["score"].to_numpy()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m qckit.train --params P --run-dir R` (also under torchrun): train step 05's model."""
-    import argparse
-
-    from qckit.config import load_params
-    from qckit.runs import Run
-
-    parser = argparse.ArgumentParser(prog="qckit.train", description=main.__doc__)
-    parser.add_argument("--params", required=True)
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--output-dir", help="model folder (default: <run>/models/joint)")
-    parser.add_argument("--weights-digest", action="store_true",
-                        help="print each rank's digest of the trained weights (checks DDP kept ranks in sync)")
-    args = parser.parse_args(argv)
-    params, run = load_params(args.params), Run(args.run_dir)
-    train, dev = run.read_training_table(), run.read_table("dev")
-    figures = train_model(train, dev, params, output_dir=args.output_dir or run.path("models", "joint"),
-                          keep_model=args.weights_digest)
-    rank = int(os.environ.get("RANK", "0"))
-    if args.weights_digest:
-        print(json.dumps({"rank": rank, "digest": weights_digest(figures.pop("model"))}), flush=True)
-    if rank == 0:
-        print(json.dumps({k: v for k, v in figures.items() if k != "log_history"}, default=str))
-    return 0
+    return LoadedModel(meta["head"], meta, model, folder=model_dir, tokenizer=tokenizer)
 
 
 def weights_digest(model) -> str:
@@ -605,7 +496,3 @@ def weights_digest(model) -> str:
             h.update(name.encode())
             h.update(p.detach().cpu().float().numpy().tobytes())
     return h.hexdigest()
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

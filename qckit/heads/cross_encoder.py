@@ -14,6 +14,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +24,9 @@ import numpy as np
 import pandas as pd
 
 from qckit.config import TrainingParams
+from qckit.embed import st_prompt_name
+from qckit.heads.common import sample_rows
+from qckit.models import inference_device, resolve
 
 
 def pair_inputs(df: pd.DataFrame, prompts: tuple[str, str]) -> list[tuple[str, str]]:
@@ -34,13 +38,9 @@ def pair_inputs(df: pd.DataFrame, prompts: tuple[str, str]) -> list[tuple[str, s
 
 def _prompts(folder: Path) -> tuple[str, str]:
     """The query / passage prompts the base encoder was trained with (its sentence-transformers config), else none."""
-    import json
-
     config = folder / "config_sentence_transformers.json"
     if not config.exists():
         return "", ""
-    from qckit.embed import st_prompt_name
-
     prompts = json.loads(config.read_text(encoding="utf-8")).get("prompts", {}) or {}
     return tuple(prompts.get(st_prompt_name(prompts, kind) or "", "") for kind in ("query", "passage"))  # type: ignore[return-value]
 
@@ -93,8 +93,6 @@ def build_cross_encoder(base: str, *, max_length: int, models_dir: str | None = 
     from sentence_transformers.base.modules import Dense, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
-    from qckit.models import inference_device, resolve
-
     folder = resolve(base, cache_dir=models_dir)
     torch.manual_seed(seed)
     transformer = Transformer(str(folder), max_seq_length=max_length)
@@ -112,14 +110,10 @@ def build_cross_encoder(base: str, *, max_length: int, models_dir: str | None = 
 def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: TrainingParams, *, seed: int,
                         models_dir: str | None = None) -> dict[str, Any]:
     """Fine-tune a cross-encoder on the labelled pairs; save it (with its prompts) in output_dir."""
-    import json
-
     import torch
     from datasets import Dataset
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-
-    from qckit.train import sample_rows
 
     e = tp.embedding
     rows = sample_rows(train_df, e.cross_encoder_max_rows, seed).reset_index(drop=True)
@@ -162,12 +156,8 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
 
 def cross_encoder_logits(folder: str | Path, df: pd.DataFrame, *, batch_size: int = 64) -> np.ndarray:
     """Log-odds of relevance for df's rows from a saved cross-encoder (batches sorted by length by the library)."""
-    import json
-
     import torch
     from sentence_transformers import CrossEncoder
-
-    from qckit.models import inference_device
 
     if df.empty:
         return np.zeros(0)

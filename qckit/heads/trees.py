@@ -5,7 +5,7 @@ learned close to nothing (dev AUC 0.60 after an epoch of all layers, F1 at the a
 the same model's *frozen* embeddings carry signal a tree ensemble can use (dev AUC 0.74 on the same rows),
 in seconds rather than tens of minutes. Each row gets:
 
-- the pair features of ``qckit.noise.pair_features``: ``[q, t, q*t, |q-t|, cos]`` (+ the leaf category for QC);
+- the pair features of ``qckit.features.pair_features``: ``[q, t, q*t, |q-t|, cos]`` (+ the leaf category for QC);
 - lexical features: word and character-trigram overlap of query and target (``LEXICAL_FEATURES``);
 - neighbour features: the ``neighbours`` training queries closest to the row's query (faiss, exact inner
   product over the *distinct* training queries, never the row's own query) and what annotators said about
@@ -18,8 +18,8 @@ in seconds rather than tens of minutes. Each row gets:
 
 Three optional learned parts (``training.embedding``): ``fine_tune_encoder`` trains the encoder as a bi-encoder
 on the pairs first and the trees read its embeddings (helps QC); ``second_encoder`` fine-tunes USE multilingual
-(``qckit.use_encoder``), cross-fitted, and blends the log-odds of trees on its features in (helps QC);
-``cross_encoder`` trains a mean-pooled cross-encoder beside the trees (``qckit.cross_encoder``; from
+(``qckit.heads.use_encoder``), cross-fitted, and blends the log-odds of trees on its features in (helps QC);
+``cross_encoder`` trains a mean-pooled cross-encoder beside the trees (``qckit.heads.cross_encoder``; from
 ``cross_encoder_model``, by default the same encoder) and each row's log-odds blend the two (helps QI).
 With ``tasks_mode: separate``, ``training.per_task`` picks them per task (``params/cpu-best.yaml``).
 
@@ -28,8 +28,9 @@ The estimator is scikit-learn's ``HistGradientBoostingClassifier``; the bank of 
 the model folder and the embedder.
 
 Example:
-    >>> figures = train_embedding_head(train_df, dev_df, params, output_dir="outputs/x/models/joint")
-    >>> scored = score_embedding_head("outputs/x/models/joint", dev_df)   # adds logit and score
+    >>> from qckit.heads import trees
+    >>> figures = trees.train(train_df, dev_df, params, output_dir="outputs/x/models/joint")
+    >>> logodds = trees.logodds(trees.load("outputs/x/models/joint"), dev_df)
 """
 from __future__ import annotations
 
@@ -45,6 +46,28 @@ import numpy as np
 import pandas as pd
 
 from qckit.config import Params, TrainingParams
+from qckit.data import parse_category_path
+from qckit.embed import st_prompt_name
+from qckit.features import (
+    category_leaves,
+    embed_column,
+    embed_pairs,
+    grouped_folds,
+    normalise_queries,
+    pair_features,
+)
+from qckit.heads import use_encoder
+from qckit.heads.common import (
+    META_FILE,
+    LoadedModel,
+    f1_metrics,
+    peak_memory_mib,
+    positive_weight,
+    read_meta,
+    sample_rows,
+)
+from qckit.heads.cross_encoder import batch_sampler, cross_encoder_logits, device_args, train_cross_encoder
+from qckit.models import inference_device, resolve
 
 ESTIMATOR_FILE = "estimator.joblib"
 ENCODER_DIR = "encoder"
@@ -75,9 +98,7 @@ class Bank:
     @classmethod
     def build(cls, queries: pd.Series, query_emb: np.ndarray, target_emb: np.ndarray, labels,
               targets: pd.Series | None = None) -> Bank:
-        from qckit.noise import _normalise_query
-
-        keys = queries.fillna("").astype(str).map(_normalise_query).to_numpy()
+        keys = normalise_queries(queries).to_numpy()
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         return cls(np.ascontiguousarray(query_emb[first], np.float32), uniq.astype(object), inverse.astype(np.int64),
                    np.asarray(target_emb, np.float32), np.asarray(labels, np.float64),
@@ -226,15 +247,13 @@ def query_context_features(df: pd.DataFrame, base: np.ndarray) -> np.ndarray:
     absolute similarity: search results come as lists, and a list tells what "close" means for this query.
     The price: a row's score depends on the rows scored with it (a single row gets gap 0 and rank 1).
     """
-    from qckit.noise import _normalise_query
-
     if len(df) == 0:
         return np.zeros((0, 3 * base.shape[1] + 1), np.float32)
     # Rows of one query share their neighbours, so their neighbour features tie exactly in theory; faiss and
     # BLAS give them ~1e-7 apart depending on which rows were searched together. Rounding keeps ties as
     # ties, so ranks do not depend on how the rows were batched.
     base = np.round(np.asarray(base, np.float64), 4)
-    key = (df["task"].astype(str) + "\t" + df["query"].fillna("").astype(str).map(_normalise_query)).to_numpy()
+    key = (df["task"].astype(str) + "\t" + normalise_queries(df["query"])).to_numpy()
     grouped = pd.DataFrame(base).groupby(key, sort=False)
     size = pd.Series(key).map(pd.Series(key).value_counts()).to_numpy(np.float32)[:, None]
     return np.hstack([base - grouped.transform("max").to_numpy(), base - grouped.transform("mean").to_numpy(),
@@ -279,14 +298,12 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
     and 0.830 against 0.827 on frozen embeddings.
     """
     from datasets import Dataset
-    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer.losses import CoSENTLoss
-
-    from qckit.cross_encoder import batch_sampler, device_args
-    from qckit.embed import st_prompt_name
-    from qckit.models import inference_device, resolve
-    from qckit.train import sample_rows
 
     e = tp.embedding
     rows = sample_rows(train_df, e.encoder_max_rows, seed).reset_index(drop=True)
@@ -324,31 +341,23 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
 def _embeddings(df: pd.DataFrame, embedder: str, cache: str | None, models_dir: str | None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Query, target and (QC rows only) leaf-category embeddings; other tasks' rows get a zero leaf."""
-    from qckit.data import parse_category_path
-    from qckit.noise import _embed, embed_pairs
-
     q, t = embed_pairs(df, model=embedder, cache_dir=cache, models_dir=models_dir)
     qc = (df["task"] == "QC").to_numpy()
     if not qc.any():
         return q, t, None
-    leaves = df["target"].fillna("").astype(str).map(lambda p: (parse_category_path(p) or [""])[-1])
-    leaf = _embed(leaves, "passage", embedder, cache, models_dir)
+    leaf = embed_column(category_leaves(df["target"]), "passage", embedder, cache, models_dir)
     leaf[~qc] = 0.0
     return q, t, leaf
 
 
 def _query_keys(df: pd.DataFrame) -> np.ndarray:
-    from qckit.noise import _normalise_query
-
-    return df["query"].fillna("").astype(str).map(_normalise_query).to_numpy()
+    return normalise_queries(df["query"]).to_numpy()
 
 
 def features(df: pd.DataFrame, q: np.ndarray, t: np.ndarray, leaf: np.ndarray | None, bank: Bank,
              tp: TrainingParams, *, has_leaf: bool) -> np.ndarray:
     """The estimator's input: pair features, the task as a column (joint models), neighbour features,
     lexical features and (``query_context``) how they compare with the other candidates of the row's query."""
-    from qckit.noise import pair_features
-
     if has_leaf and leaf is None:
         leaf = np.zeros_like(t)
     pair = pair_features(q, t, leaf if has_leaf else None)
@@ -364,8 +373,6 @@ def features(df: pd.DataFrame, q: np.ndarray, t: np.ndarray, leaf: np.ndarray | 
 
 def _use_texts(df: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
     """Query, target and leaf texts for the USE encoder: a QC path as ``a > b > c`` and its leaf; QI leaf ''."""
-    from qckit.data import parse_category_path
-
     qc = (df["task"] == "QC").to_numpy()
     targets = df["target"].fillna("").astype(str)
     levels = [parse_category_path(p) or [""] if is_qc else [p] for p, is_qc in zip(targets, qc)]
@@ -405,10 +412,6 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
     import joblib
     from sklearn.metrics import roc_auc_score
 
-    from qckit.noise import grouped_folds
-    from qckit.train import positive_weight
-    from qckit.use_encoder import fine_tune_use
-
     e = tp.embedding
     start = time.perf_counter()
     y = train_df["label"].to_numpy(int)
@@ -423,11 +426,11 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
     X = None
     for k in range(folds):
         a, b = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
-        encoder, _ = fine_tune_use([queries[i] for i in a], [targets[i] for i in a], y[a], **tune)
+        encoder, _ = use_encoder.fine_tune_use([queries[i] for i in a], [targets[i] for i in a], y[a], **tune)
         held = _second_features(encoder, train_df.iloc[b], _second_bank(encoder, train_df.iloc[a]), idf, tp)
         X = np.zeros((len(y), held.shape[1]), np.float32) if X is None else X
         X[b] = held
-    encoder, history = fine_tune_use(queries, targets, y, **tune)
+    encoder, history = use_encoder.fine_tune_use(queries, targets, y, **tune)
     encoder.save(output_dir, folds=folds, **{k: v for k, v in tune.items() if k != "seed"})
     _second_bank(encoder, train_df).save(output_dir / BANK_FILE)
     trees = _estimator(tp, seed, positive_weight(y.astype(float), tp)).fit(X, y)
@@ -442,10 +445,8 @@ def second_encoder_logits(folder: str | Path, df: pd.DataFrame, idf: dict[str, f
     """Log-odds of the second encoder's trees for df's rows (a folder written by ``train_second_encoder``)."""
     import joblib
 
-    from qckit.use_encoder import UseEncoder
-
     folder = Path(folder)
-    X = _second_features(UseEncoder.load(folder), df, Bank.load(folder / BANK_FILE), idf, tp)
+    X = _second_features(use_encoder.UseEncoder.load(folder), df, Bank.load(folder / BANK_FILE), idf, tp)
     return _tree_logits(joblib.load(folder / ESTIMATOR_FILE), X)
 
 
@@ -471,8 +472,6 @@ def _curve(model, X: np.ndarray, y: np.ndarray, X_dev: np.ndarray | None, y_dev:
     """Training log-loss and dev F1 every `every` trees (the Trainer's log_history shape, for step 05's figure)."""
     from sklearn.metrics import log_loss
 
-    from qckit.train import f1_metrics
-
     history: list[dict[str, float]] = []
     dev_stages = model.staged_predict_proba(X_dev) if X_dev is not None else None
     for step, p in enumerate(model.staged_predict_proba(X), start=1):
@@ -495,15 +494,13 @@ class _EvalPred:
     label_ids: np.ndarray
 
 
-def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *,
-                         output_dir: str | Path) -> dict[str, Any]:
+def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *,
+          output_dir: str | Path) -> dict[str, Any]:
     """Fit the trees on the labelled rows; save estimator, bank and qckit metadata in output_dir.
 
-    Returns the same figures as ``qckit.train.train_model`` (time, rows/s, peak memory, log_history).
+    Returns the same figures as ``qckit.heads.transformer.train`` (time, rows/s, peak memory, log_history).
     """
     import joblib
-
-    from qckit.train import META_FILE, _peak_memory_mib, positive_weight, sample_rows
 
     tp, seed = params.training, params.run.seed
     embedder = params.models.classifier
@@ -519,8 +516,6 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
         embedder = str((output_dir / ENCODER_DIR).resolve())
         caches = (str(output_dir / ENCODER_CACHE_DIR), params.models.cache_dir)
     if tp.embedding.cross_encoder:
-        from qckit.cross_encoder import train_cross_encoder
-
         base = tp.embedding.cross_encoder_model or params.models.classifier
         extra.update(train_cross_encoder(train_df, base, output_dir / CROSS_ENCODER_DIR, tp,
                                          seed=seed, models_dir=params.models.cache_dir))
@@ -550,28 +545,27 @@ def train_embedding_head(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, pa
             "negatives_cache_dir": params.negatives.cache_dir, "models_cache_dir": params.models.cache_dir}
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return {"train_rows": len(train_df), "seconds": seconds, "resumed_from": None,
-            "rows_per_second": len(train_df) / max(seconds, 1e-9), "peak_memory_mib": _peak_memory_mib(),
+            "rows_per_second": len(train_df) / max(seconds, 1e-9), "peak_memory_mib": peak_memory_mib(),
             "log_history": history, "trees": int(model.n_iter_), "features": int(X.shape[1]), **extra}
 
 
-def load_embedding_head(model_dir: str | Path) -> tuple[Any, Bank, dict[str, Any]]:
-    """(estimator, bank, meta) of a folder written by ``train_embedding_head``.
+def load(model_dir: str | Path) -> LoadedModel:
+    """The estimator, neighbour bank and metadata of a folder written by ``train``.
 
     The estimator is a joblib pickle: load model folders you (or your pipeline) wrote, as with any pickle.
     """
     import joblib
 
-    from qckit.train import META_FILE
-
     model_dir = Path(model_dir)
-    meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
+    meta = read_meta(model_dir)
     meta["model_dir"] = str(model_dir.resolve())  # where a fine-tuned encoder is found
-    return joblib.load(model_dir / ESTIMATOR_FILE), Bank.load(model_dir / BANK_FILE), meta
+    return LoadedModel("embedding", meta, joblib.load(model_dir / ESTIMATOR_FILE), folder=model_dir,
+                       bank=Bank.load(model_dir / BANK_FILE))
 
 
-def score_embedding_head(model_dir: str | Path | None, df: pd.DataFrame, *, loaded=None) -> np.ndarray:
-    """Log-odds of p(yes) for df's rows (``qckit.scoring.score_pairs`` turns them into scores)."""
-    estimator, bank, meta = loaded or load_embedding_head(model_dir)
+def logodds(loaded: LoadedModel, df: pd.DataFrame) -> np.ndarray:
+    """Log-odds of p(yes) for df's rows (``qckit.heads.score`` turns them into scores)."""
+    estimator, bank, meta = loaded.model, loaded.bank, loaded.meta
     tp = TrainingParams.model_validate(meta["training"])
     df = df.reset_index(drop=True)
     if df.empty:
@@ -583,16 +577,14 @@ def score_embedding_head(model_dir: str | Path | None, df: pd.DataFrame, *, load
     q, t, leaf = _embeddings(df, embedder, cache, meta.get("models_cache_dir"))
     X = features(df, q, t, leaf, bank, tp, has_leaf=meta["has_leaf"])
     if X.shape[1] != meta["features"]:
-        raise ValueError(f"{meta.get('model_dir', model_dir)}: the model was trained on {meta['features']} features, this qckit computes "
-                         f"{X.shape[1]}: it was written by another qckit version; train it again")
+        raise ValueError(f"{meta['model_dir']}: the model was trained on {meta['features']} features, this qckit "
+                         f"computes {X.shape[1]}: it was written by another qckit version; train it again")
     logits = _tree_logits(estimator, X)
     if meta.get("second_encoder"):  # blend the two sets of trees (training.embedding.second_encoder_weight)
         w = tp.embedding.second_encoder_weight
         second = second_encoder_logits(Path(meta["model_dir"]) / meta["second_encoder"], df, bank.idf, tp)
         logits = (1 - w) * logits + w * second
     if meta.get("cross_encoder"):  # blend the two log-odds (training.embedding.cross_encoder_weight)
-        from qckit.cross_encoder import cross_encoder_logits
-
         w = tp.embedding.cross_encoder_weight
         ce = cross_encoder_logits(Path(meta["model_dir"]) / meta["cross_encoder"], df, batch_size=tp.eval_batch_size)
         logits = (1 - w) * logits + w * ce

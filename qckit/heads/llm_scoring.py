@@ -1,4 +1,4 @@
-"""Scoring pairs with a trained model: the fast HF scorer (CPU, one GPU) and the vLLM scorer (GPUs).
+"""Scoring pairs with a trained transformer head: the fast HF scorer (CPU, one GPU) and the vLLM scorer (GPUs).
 
 Every path returns the same probabilities: ``score`` = p(yes) (softmax over the two label-word logits,
 or the classifier's probability) and ``logit`` = its log-odds.
@@ -10,9 +10,11 @@ The HF scorer for the yes/no head:
   batched shared-prefix scoring;
 - computes only the two label-word logits at each row's answer position.
 
+Most callers go through ``qckit.heads.score``, which picks the head's scorer.
+
 Example:
-    >>> from qckit.scoring import score_pairs
-    >>> preds = score_pairs("outputs/run/models/joint", dev_df)
+    >>> from qckit.heads import load, score
+    >>> preds = score(load("outputs/run/models/joint"), dev_df)
     >>> preds[["id", "score"]].head()
 """
 from __future__ import annotations
@@ -24,7 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qckit.progress import progress
+from qckit.config import TrainingParams
+from qckit.heads.common import LoadedModel, logits_to_logodds, read_meta
+from qckit.heads.transformer import Encoder, collate, yes_no_logits
+from qckit.progress import progress, quiet_libraries
+from qckit.prompts import build_prompt, label_token_ids
 
 
 def _batches(order: np.ndarray, size: int):
@@ -32,44 +38,22 @@ def _batches(order: np.ndarray, size: int):
         yield order[i:i + size]
 
 
-def score_pairs(
-    model_dir: str | Path, df: pd.DataFrame, *, batch_size: int = 64, loaded=None, prefix_cache: bool = True,
-) -> pd.DataFrame:
-    """Score pairs-table rows; returns the rows with `score` (p(yes)) and `logit` columns added."""
+def logodds(loaded: LoadedModel, df: pd.DataFrame, *, batch_size: int = 64, prefix_cache: bool = True
+            ) -> np.ndarray:
+    """Log-odds of p(yes) for df's rows from a loaded ``classifier`` or ``yes_no`` model."""
     import torch
 
-    from qckit.config import TrainingParams
-    from qckit.progress import quiet_libraries
-    from qckit.train import Encoder, load_trained
-
     quiet_libraries()
-    model, tokenizer, meta = loaded or load_trained(model_dir)
-    if meta["head"] == "embedding":
-        from qckit.embedding_head import score_embedding_head
-
-        return _with_scores(df, score_embedding_head(model_dir, df, loaded=(model, tokenizer, meta)))
-    tp = TrainingParams.model_validate(meta["training"])
-    encoder = Encoder(tokenizer, meta["head"], tp)
+    tp = TrainingParams.model_validate(loaded.meta["training"])
+    encoder = Encoder(loaded.tokenizer, loaded.head, tp)
     feats = encoder.encode(df)
-    out = np.zeros(len(df), dtype=np.float64)
     with torch.inference_mode():
-        if meta["head"] == "yes_no":
-            out = _score_yes_no(model, tokenizer, encoder, df, feats, batch_size, prefix_cache)
-        else:
-            out = _score_classifier(model, tokenizer, feats, batch_size)
-    return _with_scores(df, out)
-
-
-def _with_scores(df: pd.DataFrame, logodds: np.ndarray) -> pd.DataFrame:
-    result = df.copy()
-    result["logit"] = logodds
-    result["score"] = 1.0 / (1.0 + np.exp(-logodds))
-    return result
+        if loaded.head == "yes_no":
+            return _score_yes_no(loaded.model, loaded.tokenizer, encoder, df, feats, batch_size, prefix_cache)
+        return _score_classifier(loaded.model, loaded.tokenizer, feats, batch_size)
 
 
 def _score_classifier(model, tokenizer, feats: list[dict[str, Any]], batch_size: int) -> np.ndarray:
-    from qckit.train import collate, logits_to_logodds
-
     order = np.argsort([len(f["input_ids"]) for f in feats], kind="stable")
     out = np.zeros(len(feats))
     device = next(model.parameters()).device
@@ -108,8 +92,6 @@ def _prefix_cache(model, prefix_ids: list[int]):
 def _yes_no_batch(model, tokenizer, encoder, feats, cache) -> np.ndarray:
     import torch
 
-    from qckit.train import collate, yes_no_logits
-
     device = next(model.parameters()).device
     if cache is None:
         batch = collate(tokenizer, [{k: f[k] for k in ("input_ids", "attention_mask")} for f in feats])
@@ -134,8 +116,6 @@ def _yes_no_batch(model, tokenizer, encoder, feats, cache) -> np.ndarray:
 # --- vLLM (GPU) -------------------------------------------------------------------------------------
 def vllm_prompts(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     """The same Alpaca prompts the HF path uses, as text for vLLM."""
-    from qckit.prompts import build_prompt
-
     return [
         build_prompt(r.task, r.query, r.target, language=r.language, language_tag=meta["language_tag"],
                      category_style=meta["category_style"]).text
@@ -159,15 +139,14 @@ def yes_no_from_logprobs(logprobs: dict[int, float], label_ids: tuple[int, int],
 def score_pairs_vllm(model_dir: str | Path, df: pd.DataFrame, *, base_model: str | None = None,
                      top_logprobs: int = 20, tensor_parallel_size: int = 1, max_lora_rank: int = 64) -> pd.DataFrame:
     """Score with vLLM: the LoRA adapter through LoRARequest, one generated token with log-probabilities."""
-    import json
-
-    from vllm import LLM, SamplingParams
-    from vllm.lora.request import LoRARequest
-
-    from qckit.prompts import label_token_ids
+    try:
+        from vllm import LLM, SamplingParams
+        from vllm.lora.request import LoRARequest
+    except ImportError as err:
+        raise ImportError("vLLM scoring needs vllm on a GPU machine: pip install 'qckit[gpu]'") from err
 
     model_dir = Path(model_dir)
-    meta = json.loads((model_dir / "qckit-model.json").read_text())
+    meta = read_meta(model_dir)
     adapter = (model_dir / "adapter_config.json").exists()
     llm = LLM(model=base_model or meta["base_model"] if adapter else str(model_dir), enable_lora=adapter,
               max_lora_rank=max_lora_rank, tensor_parallel_size=tensor_parallel_size, enable_prefix_caching=True)
@@ -184,14 +163,3 @@ def score_pairs_vllm(model_dir: str | Path, df: pd.DataFrame, *, base_model: str
     result["logit"] = np.array(logits)
     result["score"] = 1.0 / (1.0 + np.exp(-result["logit"]))
     return result
-
-
-def score_split_to_run(run, split: str, model_dir: Path, *, batch_size: int, loaded=None) -> Path:
-    """Score one split of a run and write `predictions/<split>.parquet` atomically."""
-    from qckit.runs import write_parquet_atomic
-
-    df = run.read_table(split)
-    preds = score_pairs(model_dir, df, batch_size=batch_size, loaded=loaded)
-    keep = ["id", "task", "language", "query", "target", "label", "origin", "score", "logit"]
-    return write_parquet_atomic(preds[keep], run.path("predictions", f"{split}.parquet"))
-

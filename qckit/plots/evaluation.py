@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from qckit import TASKS
 from qckit.audit import language_order
-from qckit.plots import TASK_PALETTE, _figure, _mark_zero_shot, _no_data, _style, task_panels
+from qckit.plots.style import TASK_PALETTE, figure, mark_zero_shot, no_data, style, task_panels
 
 STAGE_STYLE = {"before": {"color": "#c44e52", "marker": "o"}, "after": {"color": "#4c72b0", "marker": "s"}}
 
@@ -119,11 +119,11 @@ def f1_heatmap(metrics_by_lang: pd.DataFrame, *, zero_shot: Sequence[str] = ()) 
     data = metrics_by_lang
     langs = language_order(data["language"].unique()) if len(data) else []
     tasks = _task_order(data["task"]) if len(data) else []
-    with _style():
-        fig, (ax,) = _figure(2.5 + 1.6 * max(len(tasks), 1), 1.4 + 0.33 * max(len(langs), 1))
+    with style():
+        fig, (ax,) = figure(2.5 + 1.6 * max(len(tasks), 1), 1.4 + 0.33 * max(len(langs), 1))
         ax.set_title("F1 per language and task (cells: F1 (all-positive F1))")
         if data.empty:
-            _no_data(ax, "no labelled rows")
+            no_data(ax, "no labelled rows")
             return fig
         f1, floor = (data.pivot_table(index="language", columns="task", values=value)
                      .reindex(index=langs, columns=tasks) for value in ("f1", "all_positive_f1"))
@@ -134,5 +134,5 @@ def f1_heatmap(metrics_by_lang: pd.DataFrame, *, zero_shot: Sequence[str] = ()) 
         ax.set_xlabel("task")
         ax.set_ylabel("language")
         ax.tick_params(axis="both", rotation=0)
-        _mark_zero_shot(ax, langs, zero_shot)
+        mark_zero_shot(ax, langs, zero_shot)
     return fig

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from qckit import TASKS
 from qckit.audit import language_order
 from qckit.negatives import SKIP_REASONS, similarity_groups
-from qckit.plots import _figure, _no_data, _style, task_panels  # one figure style for every step
+from qckit.plots.style import figure, no_data, style, task_panels  # one figure style for every step
 
 KIND_PALETTE = {"positive": "#55a868", "labelled negative": "#4c72b0", "mined negative": "#c44e52"}
 PHASE_PALETTE = {"before": "#8c8c8c", "after": "#c44e52"}
@@ -80,11 +80,11 @@ def skip_reasons_chart(skipped: pd.DataFrame) -> Figure:
     Args:
         skipped: ``MiningResult.skipped`` (``task, reason, candidates``).
     """
-    with _style():
-        fig, (ax,) = _figure(7.0, 3.0)
+    with style():
+        fig, (ax,) = figure(7.0, 3.0)
         ax.set_title("Candidates skipped by each guard (first reason that applied)")
         if skipped.empty or not skipped["candidates"].sum():
-            _no_data(ax, "nothing skipped")
+            no_data(ax, "nothing skipped")
             return fig
         sns.barplot(skipped, y="reason", x="candidates", hue="task", order=list(SKIP_REASONS),
                     hue_order=[t for t in TASKS if t in set(skipped["task"])], ax=ax)

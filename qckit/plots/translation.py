@@ -18,9 +18,9 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from qckit.audit import language_order
+from qckit.plots.style import ZERO_SHOT_COLOR
 
 ORIGIN_COLORS = {"original": "#4c72b0", "translated": "#dd8452"}
-ZERO_SHOT_COLOR = "#c0392b"
 
 
 def coverage_chart(coverage: pd.DataFrame, *, zero_shot: Sequence[str] = ()) -> Figure:

@@ -1,23 +1,34 @@
-"""Step 05 in one call: fine-tune (one model, or one per task, optionally two-stage) and score dev/test.
+"""Step 05, fine-tuning: train the model(s) (one, or one per task, optionally two-stage) and score dev/test.
 
 Writes `models/<name>/` (weights or adapter + `qckit-model.json`), `predictions/dev.parquet` and
-`predictions/test.parquet` (when the run has test rows), and `metrics/05_fine_tuning.json`.
+`predictions/test.parquet` (when the run has test rows), and `metrics/05_fine_tuning.json`. The heads
+live in ``qckit.heads``.
+
+The same training runs on several GPUs under torchrun (DDP through the HF Trainer):
+    torchrun --nproc_per_node=N -m qckit.steps.training --params P --run-dir R
 
 Example:
-    >>> from qckit.train_step import run_fine_tuning
-    >>> metrics = run_fine_tuning(params, run)
+    >>> from qckit.steps import training
+    >>> metrics = training.run(params, run)
+    >>> training.load(run).dev.head()
 """
 from __future__ import annotations
 
+import argparse
+import json
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from qckit.config import Params
+from qckit import heads
+from qckit.config import Params, load_params
+from qckit.heads.transformer import weights_digest
 from qckit.runs import Run, write_parquet_atomic
+from qckit.steps import TRAINING as STEP
 
-STEP = "05_fine_tuning"
 PREDICTION_COLUMNS = ["id", "task", "language", "query", "target", "label", "origin", "score", "logit"]
 
 
@@ -35,8 +46,6 @@ def _with_base(params: Params, base: str) -> Params:
 
 def _train_one(name: str, tasks: list[str], train: pd.DataFrame, dev: pd.DataFrame, params: Params,
                run: Run) -> dict[str, Any]:
-    from qckit.train import train_model
-
     out = run.path("models", name)
     if len(tasks) == 1:  # a model of its own: the task's per_task settings apply
         params = params.model_copy(update={"training": params.training.for_task(tasks[0])})
@@ -48,13 +57,13 @@ def _train_one(name: str, tasks: list[str], train: pd.DataFrame, dev: pd.DataFra
         other = train[~train.task.isin(tasks)]
         if len(other):
             tp = params.training.model_copy(update={"merge_adapter": True})
-            stage1 = train_model(other, None, params.model_copy(update={"training": tp}),
+            stage1 = heads.train(other, None, params.model_copy(update={"training": tp}),
                                  output_dir=run.path("models", f"{name}-stage1"))
             stage1_dir = run.path("models", f"{name}-stage1")
             base = stage1_dir / "merged" if params.training.method != "full" else stage1_dir
             params = _with_base(params, str(base))
             figures["stage1"] = _summary(stage1)
-    figures.update(train_model(rows, dev_rows, params, output_dir=out))
+    figures.update(heads.train(rows, dev_rows, params, output_dir=out))
     return figures
 
 
@@ -76,9 +85,6 @@ def curves(log_history: list[dict[str, Any]]) -> pd.DataFrame:
 
 def score_run(params: Params, run: Run, plan: dict[str, list[str]]) -> dict[str, int]:
     """Score dev and test with the model(s) of the plan into predictions/<split>.parquet."""
-    from qckit.scoring import score_pairs
-    from qckit.train import load_trained
-
     written = {}
     for split in ("dev", "test"):
         if not run.has_table(split):
@@ -90,8 +96,8 @@ def score_run(params: Params, run: Run, plan: dict[str, list[str]]) -> dict[str,
         for name, tasks in plan.items():
             rows = df[df.task.isin(tasks)]
             if len(rows):
-                loaded = load_trained(run.path("models", name))
-                parts.append(score_pairs(None, rows, batch_size=params.training.eval_batch_size, loaded=loaded))
+                model = heads.load(run.path("models", name))
+                parts.append(heads.score(model, rows, batch_size=params.training.eval_batch_size))
         preds = pd.concat(parts).loc[:, PREDICTION_COLUMNS]
         preds = preds.set_index("id").loc[df.id].reset_index()  # the split's order
         write_parquet_atomic(preds, run.path("predictions", f"{split}.parquet"))
@@ -99,7 +105,7 @@ def score_run(params: Params, run: Run, plan: dict[str, list[str]]) -> dict[str,
     return written
 
 
-def run_fine_tuning(params: Params, run: Run) -> dict[str, Any]:
+def run(params: Params, run: Run) -> dict[str, Any]:
     """Train the model(s) of step 05, score dev/test, write metrics; returns the metrics dict."""
     from sklearn.metrics import f1_score
 
@@ -143,22 +149,43 @@ def curve_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else curves([])
 
 
-def plot_curves(frame: pd.DataFrame):
-    """Loss and dev-F1 curves (two panels)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+@dataclass
+class TrainingResults:
+    """What notebook 05 shows: the metrics, the training curves (tidy) and the dev predictions."""
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    loss = frame[frame.metric.str.contains("loss")]
-    f1 = frame[frame.metric.str.contains("F1")]
-    if len(loss):
-        sns.lineplot(data=loss, x="step", y="value", hue="metric", style="model", ax=axes[0], marker="o")
-    if len(f1):
-        sns.lineplot(data=f1, x="step", y="value", hue="metric", style="model", ax=axes[1], marker="o")
-    axes[0].set(title="Loss", xlabel="training step", ylabel="loss")
-    axes[1].set(title="Dev F1 (positive class)", xlabel="training step", ylabel="F1")
-    fig.tight_layout()
-    return fig
+    metrics: dict[str, Any]
+    curves: pd.DataFrame
+    dev: pd.DataFrame
 
 
-__all__ = ["run_fine_tuning", "model_plan", "score_run", "curves", "curve_frame", "plot_curves"]
+def load(run: Run) -> TrainingResults:
+    """The step's metrics, curves and dev predictions (empty when the step was disabled)."""
+    metrics = run.read_metrics(STEP)
+    path = run.path("predictions", "dev.parquet")
+    dev = pd.read_parquet(path) if metrics.get("enabled", True) and path.is_file() else pd.DataFrame()
+    return TrainingResults(metrics, curve_frame(metrics), dev)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m qckit.steps.training --params P --run-dir R` (also under torchrun): train step 05's model."""
+    parser = argparse.ArgumentParser(prog="qckit.steps.training", description=main.__doc__)
+    parser.add_argument("--params", required=True)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--output-dir", help="model folder (default: <run>/models/joint)")
+    parser.add_argument("--weights-digest", action="store_true",
+                        help="print each rank's digest of the trained weights (checks DDP kept ranks in sync)")
+    args = parser.parse_args(argv)
+    params, run = load_params(args.params), Run(args.run_dir)
+    train, dev = run.read_training_table(), run.read_table("dev")
+    figures = heads.train(train, dev, params, output_dir=args.output_dir or run.path("models", "joint"),
+                          keep_model=args.weights_digest)
+    rank = int(os.environ.get("RANK", "0"))
+    if args.weights_digest:
+        print(json.dumps({"rank": rank, "digest": weights_digest(figures.pop("model"))}), flush=True)
+    if rank == 0:
+        print(json.dumps({k: v for k, v in figures.items() if k != "log_history"}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

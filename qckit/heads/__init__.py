@@ -1,0 +1,80 @@
+"""Model heads: one ``train / load / score`` switch over every kind of relevance model.
+
+- ``classifier`` and ``yes_no`` (``qckit.heads.transformer``): the HF Trainer, full / LoRA / QLoRA; scored by
+  ``qckit.heads.llm_scoring`` (prefix-cached HF scorer, or vLLM);
+- ``embedding`` (``qckit.heads.trees``): frozen or fine-tuned encoders feeding gradient-boosted trees, with
+  an optional cross-encoder (``qckit.heads.cross_encoder``) and USE encoder (``qckit.heads.use_encoder``).
+
+The head is chosen by ``training.head`` when training and saved with the model (``qckit-model.json``), so
+``load`` and ``score`` need only the folder. ``load`` returns one type, ``LoadedModel``, whatever the head.
+
+Example:
+    >>> from qckit import heads
+    >>> figures = heads.train(train_df, dev_df, params, output_dir="outputs/x/models/joint")
+    >>> model = heads.load("outputs/x/models/joint")
+    >>> heads.score(model, dev_df)[["id", "score", "logit"]]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qckit.config import Params
+from qckit.heads import llm_scoring, transformer, trees
+from qckit.heads.common import META_FILE, LoadedModel, read_meta
+
+__all__ = ["META_FILE", "LoadedModel", "fit_and_score", "load", "read_meta", "score", "train"]
+
+
+def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *, output_dir: str | Path,
+          resume: bool = True, keep_model: bool = False) -> dict[str, Any]:
+    """Train the head ``params.training.head`` on labelled pairs and save it in ``output_dir``.
+
+    Returns the training figures: log history (loss, dev F1 per evaluation), time, throughput, memory.
+    ``resume`` continues an interrupted Trainer run from its last checkpoint; ``keep_model`` returns the
+    trained torch model under ``"model"`` (transformer heads).
+    """
+    if params.training.head == "embedding":  # no Trainer, no checkpoints: the trees fit in seconds
+        return trees.train(train_df, dev_df, params, output_dir=output_dir)
+    return transformer.train(train_df, dev_df, params, output_dir=output_dir, resume=resume, keep_model=keep_model)
+
+
+def load(model_dir: str | Path, **kwargs: Any) -> LoadedModel:
+    """The model saved in ``model_dir``, whatever its head (keyword arguments go to the transformer loader:
+    ``device``, ``quantize``, ``trust_remote_code``)."""
+    if read_meta(model_dir)["head"] == "embedding":
+        return trees.load(model_dir)
+    return transformer.load(model_dir, **kwargs)
+
+
+def score(model: LoadedModel | str | Path, df: pd.DataFrame, *, batch_size: int = 64,
+          prefix_cache: bool = True) -> pd.DataFrame:
+    """df's rows with ``logit`` (log-odds of relevance) and ``score`` (p(yes)) added.
+
+    Args:
+        model: a ``LoadedModel`` or a model folder.
+        df: pairs-table rows (``task``, ``language``, ``query``, ``target``).
+        batch_size: rows per forward pass (transformer heads).
+        prefix_cache: reuse the shared prompt prefix's key/value cache (``yes_no`` head).
+    """
+    loaded = model if isinstance(model, LoadedModel) else load(model)
+    if loaded.head == "embedding":
+        logodds = trees.logodds(loaded, df)
+    else:
+        logodds = llm_scoring.logodds(loaded, df, batch_size=batch_size, prefix_cache=prefix_cache)
+    result = df.copy()
+    result["logit"] = logodds
+    result["score"] = 1.0 / (1.0 + np.exp(-logodds))
+    return result
+
+
+def fit_and_score(train_df: pd.DataFrame, score_df: pd.DataFrame, params: Params, *, output_dir: str | Path,
+                  max_rows: int | None = None) -> np.ndarray:
+    """Train on train_df (at most max_rows) and return p(yes) for score_df's rows (the noise detector)."""
+    if max_rows:
+        params = params.model_copy(update={"training": params.training.model_copy(update={"max_train_rows": max_rows})})
+    train(train_df, None, params, output_dir=output_dir, resume=False)
+    return score(output_dir, score_df)["score"].to_numpy()

@@ -1,0 +1,34 @@
+"""Figure of ``qckit ablate``: dev F1 per variant and task.
+
+Example:
+    >>> from qckit.plots.ablation import ablation_figure
+    >>> ablation_figure(ablation_table(root, variants)).savefig("ablation.png")
+"""
+from __future__ import annotations
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from qckit.plots.style import figure, style
+
+
+def ablation_figure(table: pd.DataFrame) -> Figure:
+    """F1 per variant and task with bootstrap intervals, the all-positive floor dashed."""
+    with style():
+        fig, (ax,) = figure(8, 4)
+        if len(table):
+            sns.barplot(data=table, x="variant", y="f1", hue="task", ax=ax)
+            for patch_group, (_, g) in zip(ax.containers, table.groupby("task", sort=False)):
+                for patch, (_, row) in zip(patch_group, g.iterrows()):
+                    x = patch.get_x() + patch.get_width() / 2
+                    if pd.notna(row.f1_low):
+                        ax.errorbar(x, row.f1, yerr=[[row.f1 - row.f1_low], [row.f1_high - row.f1]], color="k",
+                                    capsize=3)
+                    ax.hlines(row.all_positive_f1, patch.get_x(), patch.get_x() + patch.get_width(),
+                              colors="k", linestyles="dashed", linewidth=1)
+            low = max(0.0, float(table[["f1_low", "all_positive_f1"]].min().min()) - 0.05)
+            ax.set_ylim(low, 1.0)
+        ax.set(title="Dev F1 per variant (bars: 95% bootstrap interval; dashes: all-positive F1)",
+               xlabel="variant", ylabel="F1 (positive class)")
+    return fig
