@@ -4,7 +4,7 @@ BIN    := $(VENV)/bin
 PARAMS ?= params/default.yaml
 STAMP  := $(VENV)/.qckit-setup-done
 
-.PHONY: setup run test test-all lab bench clean-outputs
+.PHONY: setup run lint test lab bench
 
 setup: $(STAMP)
 
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml scripts/setup.sh
 run: setup
 	$(BIN)/qckit run -p $(PARAMS)
 
-test: setup
+lint: setup
+	$(BIN)/ruff check qckit tests benchmarks notebooks
+
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 lab: setup

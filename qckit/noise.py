@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from qckit import heads
-from qckit.features import category_leaves, embed_column, embed_pairs, grouped_folds, query_groups
+from qckit.features import category_leaves, embed_column, embed_pairs, grouped_folds, pair_features, query_groups
 
 if TYPE_CHECKING:
     from qckit.config import NoiseParams, Params

@@ -321,7 +321,7 @@ def execute_step(run: Run, step: str, params: Params, *, notebooks_dir: Path = N
         with _PeakMemory() as mem:
             pm.execute_notebook(
                 str(source), str(scratch),
-                parameters={"params_file": str(run.path("params.yaml")), "run_dir": str(run.root)},
+                parameters={"params_file": str(run.path("params.yaml")), "run_dir": str(run.root), "recompute": True},
                 kernel_name=kernel_name(), progress_bar=False, cwd=str(Path(notebooks_dir)),
                 execution_timeout=params.run.cell_timeout_s,
                 kernel_manager_class=_ipc_kernel_manager(socket_dir),

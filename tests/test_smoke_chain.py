@@ -1,17 +1,21 @@
 """The real chain on params/smoke.yaml, end to end, through the CLI, with the report checked."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pandas as pd
+import papermill as pm
 import pytest
 
 from conftest import REPO
-from qckit.pipeline import discover_steps
+from qckit.pipeline import discover_steps, kernel_name
+from qckit.steps import STEPS
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,7 @@ def test_report_index_shows_headline_figures_and_links(smoke_run):
     assert "completed" in html
     page = (run_dir / "report" / "01_data_audit.html").read_text()
     assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", page)) >= 3
-    assert "run_audit(" not in page  # code hidden
+    assert "run_or_load(" not in page  # code hidden
 
 
 def test_resume_of_a_finished_run_skips_every_step(smoke_run):
@@ -71,3 +75,26 @@ def test_resume_of_a_finished_run_skips_every_step(smoke_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     status = json.loads((run_dir / "run_status.json").read_text())
     assert all(s["status"] == "skipped" for s in status["steps"])
+
+
+def _file_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_notebook_explores_a_finished_run_without_changing_it(smoke_run, step, tmp_path):
+    """Opening a step's notebook on a finished run shows that run's results and writes nothing into it."""
+    _, run_dir = smoke_run
+    before = _file_hashes(run_dir)
+    out = tmp_path / f"{step}.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / f"{step}.ipynb"), str(out),
+                        parameters={"params_file": "../params/default.yaml", "run_dir": str(run_dir)},
+                        kernel_name=kernel_name(), progress_bar=False, cwd=str(REPO / "notebooks"))
+    assert _file_hashes(run_dir) == before
+    nb = nbformat.read(str(out), as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert outputs and not [o for o in outputs if o.output_type == "error"]
+    if step == "01_data_audit":  # the run's own tables were shown (default.yaml would make other data)
+        rows = len(pd.read_parquet(run_dir / "data" / "train.parquet"))
+        assert f"train {rows:,}" in "".join(o.get("text", "") for o in outputs)
