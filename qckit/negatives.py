@@ -44,8 +44,9 @@ import pandas as pd
 
 from qckit import BASE_COLUMNS, TASKS
 from qckit.data import parse_category_path
-from qckit.embed import embed_texts, quiet_progress, text_digests
+from qckit.embed import embed_texts, text_digests
 from qckit.features import normalise_queries, normalise_query
+from qckit.progress import progress
 
 ORIGIN = "mined_negative"
 SKIP_REASONS = ("labelled_positive", "hierarchy", "labelled_negative", "above_cap", "within_margin")
@@ -471,7 +472,7 @@ def _mine_task(task: str, rows: pd.DataFrame, others: pd.DataFrame, extra: list[
     picked, counts = [], np.zeros(len(SKIP_REASONS) + 1, dtype=np.int64)
     hashes = (_text_hash(units["query"]), _text_hash(cand_texts))
     short = np.zeros(len(units), dtype=bool)
-    bar = quiet_progress(total=len(units), desc=f"mining {task}", unit="query")
+    bar = progress(total=len(units), desc=f"mining {task}", unit="query")
     for start in range(0, len(units), cfg.batch_size):
         batch = units.iloc[start:start + cfg.batch_size]
         sim, ids = search(index, query_vecs[batch["q"].to_numpy()], k, batch_size=cfg.batch_size)

@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -302,8 +303,47 @@ class _PeakMemory:
         self._thread.join(timeout=2)
 
 
-def execute_step(run: Run, step: str, params: Params, *, notebooks_dir: Path = NOTEBOOKS_DIR) -> StepResult:
-    """Execute one notebook with papermill; on failure keep the notebook and describe the failing cell."""
+class _LogTail:
+    """Copies the lines a step's kernel appends to ``run.log`` (its progress) to the terminal as they come."""
+
+    def __init__(self, path: Path, echo, interval: float = 1.0):
+        self.path, self.echo, self.interval = path, echo, interval
+        self.offset = path.stat().st_size if path.exists() else 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._copy()
+        self._copy()
+
+    def _copy(self) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, encoding="utf-8", errors="replace") as fh:
+            fh.seek(self.offset)
+            text = fh.read()
+        complete = text[:text.rfind("\n") + 1]  # a line still being written waits for the next poll
+        self.offset += len(complete.encode("utf-8"))
+        for line in complete.splitlines():
+            self.echo(line)
+
+    def __enter__(self) -> _LogTail:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def execute_step(run: Run, step: str, params: Params, *, notebooks_dir: Path = NOTEBOOKS_DIR,
+                 echo=None) -> StepResult:
+    """Execute one notebook with papermill; on failure keep the notebook and describe the failing cell.
+
+    The kernel reports its progress to ``run.log`` (``qckit.progress``); ``echo`` (a function of one line)
+    receives those lines while the step runs, for the terminal.
+    """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -315,10 +355,13 @@ def execute_step(run: Run, step: str, params: Params, *, notebooks_dir: Path = N
     failed.unlink(missing_ok=True)
     start = time.perf_counter()
     socket_dir = tempfile.mkdtemp(prefix="qckit-")
-    env_before = os.environ.get("QCKIT_HEADLESS")
-    os.environ["QCKIT_HEADLESS"] = "1"  # the kernel inherits it: tqdm stays quiet in stored outputs
+    # the kernel inherits these: bars stay out of the stored notebook and report to run.log instead
+    env = {"QCKIT_HEADLESS": "1", "QCKIT_RUN_LOG": str(run.path("run.log")), "QCKIT_STEP": step}
+    env_before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    tail = _LogTail(run.path("run.log"), echo) if echo else contextlib.nullcontext()
     try:
-        with _PeakMemory() as mem:
+        with _PeakMemory() as mem, tail:
             pm.execute_notebook(
                 str(source), str(scratch),
                 parameters={"params_file": str(run.path("params.yaml")), "run_dir": str(run.root), "recompute": True},
@@ -337,10 +380,11 @@ def execute_step(run: Run, step: str, params: Params, *, notebooks_dir: Path = N
         return StepResult(step, "failed", time.perf_counter() - start, mem.peak / 2**20, failed, message)
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
-        if env_before is None:
-            os.environ.pop("QCKIT_HEADLESS", None)
-        else:
-            os.environ["QCKIT_HEADLESS"] = env_before
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     os.replace(scratch, final)
     return StepResult(step, "done", time.perf_counter() - start, mem.peak / 2**20, final)
 
@@ -407,7 +451,8 @@ def run_chain(
                 run.log(f"{step}: shared from {shared['from']}")
                 continue
             before = snapshot(run)
-            res = execute_step(run, step, params, notebooks_dir=Path(notebooks_dir))
+            res = execute_step(run, step, params, notebooks_dir=Path(notebooks_dir),
+                               echo=(lambda line: bar.write(line, file=sys.stderr)) if progress else None)
             result.steps.append(res)
             run.log(f"{step}: {res.status} in {res.seconds:.1f}s")
             if res.status == "failed":

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
 def write_notebook(path: Path, cells: list[str]) -> Path:
     """A step notebook: a tagged parameters cell, then the given code cells."""
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('params_file = ""\nrun_dir = ""')
+    params = nbformat.v4.new_code_cell('params_file = ""\nrun_dir = ""\nrecompute = False')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params] + [nbformat.v4.new_code_cell(src) for src in cells]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO, write_notebook
 from qckit.pipeline import RunError, discover_steps, run_chain, select_steps
@@ -85,7 +86,9 @@ def test_existing_run_is_never_overwritten(chain: Path, smoke_params: Path, tmp_
     with pytest.raises(RunError, match="already exists; pass --resume"):
         _run(smoke_params, chain, out, run_id="r1")
     changed = tmp_path / "changed.yaml"
-    changed.write_text(smoke_params.read_text().replace("seed: 13", "seed: 14"))
+    profile = yaml.safe_load(smoke_params.read_text())
+    profile["run"]["seed"] = 14
+    changed.write_text(yaml.safe_dump(profile))
     with pytest.raises(RunError, match="different parameters"):
         _run(changed, chain, out, run_id="r1", resume=True)
 

@@ -25,6 +25,7 @@ import pandas as pd
 from qckit.config import Params
 from qckit.heads import llm_scoring, transformer, trees
 from qckit.heads.common import META_FILE, LoadedModel, read_meta
+from qckit.progress import stage
 
 __all__ = ["META_FILE", "LoadedModel", "fit_and_score", "load", "read_meta", "score", "train"]
 
@@ -37,9 +38,12 @@ def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *
     ``resume`` continues an interrupted Trainer run from its last checkpoint; ``keep_model`` returns the
     trained torch model under ``"model"`` (transformer heads).
     """
-    if params.training.head == "embedding":  # no Trainer, no checkpoints: the trees fit in seconds
-        return trees.train(train_df, dev_df, params, output_dir=output_dir)
-    return transformer.train(train_df, dev_df, params, output_dir=output_dir, resume=resume, keep_model=keep_model)
+    head = params.training.head
+    with stage(f"training the {head} head on {len(train_df):,} rows into {Path(output_dir).name}"):
+        if head == "embedding":  # no Trainer, no checkpoints: the trees fit in seconds
+            return trees.train(train_df, dev_df, params, output_dir=output_dir)
+        return transformer.train(train_df, dev_df, params, output_dir=output_dir, resume=resume,
+                                 keep_model=keep_model)
 
 
 def load(model_dir: str | Path, **kwargs: Any) -> LoadedModel:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import resource
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from qckit.config import TrainingParams
+from qckit.progress import HEARTBEAT_S, report, run_log
 
 META_FILE = "qckit-model.json"
 HEADS = ("classifier", "yes_no", "embedding")
@@ -111,3 +113,27 @@ def peak_memory_mib() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def trainer_progress(what: str = "training") -> list:
+    """``[callback]`` for an HF Trainer (sentence-transformers' included) that reports the step, epoch and
+    last logged loss to the run log every ``HEARTBEAT_S`` seconds; ``[]`` when no run log is set."""
+    if not run_log():
+        return []
+    from transformers import TrainerCallback
+
+    class ReportProgress(TrainerCallback):
+        last, loss = 0.0, None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.loss = logs["loss"]
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.monotonic() - self.last < HEARTBEAT_S and state.global_step < state.max_steps:
+                return
+            self.last = time.monotonic()
+            loss = "" if self.loss is None else f", loss {self.loss:.4f}"
+            report(f"{what}: step {state.global_step}/{state.max_steps}, epoch {state.epoch or 0:.2f}{loss}")
+
+    return [ReportProgress()]

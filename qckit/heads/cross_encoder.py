@@ -25,7 +25,7 @@ import pandas as pd
 
 from qckit.config import TrainingParams
 from qckit.embed import st_prompt_name
-from qckit.heads.common import sample_rows
+from qckit.heads.common import sample_rows, trainer_progress
 from qckit.models import inference_device, resolve
 
 
@@ -142,7 +142,7 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
         **device_args(),
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model),
-                                  optimizers=(optimizer, None))
+                                  optimizers=(optimizer, None), callbacks=trainer_progress("fine-tuning the cross-encoder"))
     start = time.perf_counter()
     with scratch:
         trainer.train()

@@ -37,6 +37,7 @@ from qckit.heads.common import (
     positive_weight,
     read_meta,
     sample_rows,
+    trainer_progress,
 )
 from qckit.models import inference_device, resolve
 from qckit.progress import headless, quiet_libraries
@@ -380,6 +381,7 @@ def train(
         eval_ds = PairDataset(encoder.encode(sample_rows(dev_df.dropna(subset=["label"]), tp.dev_eval_rows, seed)))
     args = training_arguments(tp, output_dir / "checkpoints", seed=seed, has_eval=eval_ds is not None)
     callbacks = [EarlyStoppingCallback(tp.early_stopping_patience)] if tp.early_stopping_patience and eval_ds else []
+    callbacks += trainer_progress(f"training the {tp.head} head")
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=PairDataset(train_feats), eval_dataset=eval_ds,
         data_collator=lambda feats: collate(tokenizer, feats), processing_class=tokenizer,

@@ -65,9 +65,11 @@ from qckit.heads.common import (
     positive_weight,
     read_meta,
     sample_rows,
+    trainer_progress,
 )
 from qckit.heads.cross_encoder import batch_sampler, cross_encoder_logits, device_args, train_cross_encoder
 from qckit.models import inference_device, resolve
+from qckit.progress import report, stage
 
 ESTIMATOR_FILE = "estimator.joblib"
 ENCODER_DIR = "encoder"
@@ -328,7 +330,8 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
         disable_tqdm=True,
     )
     loss = CoSENTLoss(model) if e.encoder_loss == "cosent" else scaled_cosine_bce_loss(model)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss,
+                                         callbacks=trainer_progress("fine-tuning the encoder"))
     start = time.perf_counter()
     with scratch:
         trainer.train()
@@ -426,6 +429,7 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
     X = None
     for k in range(folds):
         a, b = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
+        report(f"second encoder: fine-tuning USE on fold {k + 1} of {folds} ({len(a):,} rows)")
         encoder, _ = use_encoder.fine_tune_use([queries[i] for i in a], [targets[i] for i in a], y[a], **tune)
         held = _second_features(encoder, train_df.iloc[b], _second_bank(encoder, train_df.iloc[a]), idf, tp)
         X = np.zeros((len(y), held.shape[1]), np.float32) if X is None else X
@@ -522,13 +526,15 @@ def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *
     q, t, leaf = _embeddings(train_df, embedder, *caches)
     has_leaf = leaf is not None
     bank = Bank.build(train_df["query"], q, t, y, targets=train_df["target"])
-    X = features(train_df, q, t, leaf, bank, tp, has_leaf=has_leaf)
+    with stage(f"neighbour and lexical features of {len(train_df):,} training rows"):
+        X = features(train_df, q, t, leaf, bank, tp, has_leaf=has_leaf)
     X_dev = y_dev = None
     if dev_df is not None and len(dev_df.dropna(subset=["label"])):
         dev = sample_rows(dev_df.dropna(subset=["label"]), tp.dev_eval_rows, seed).reset_index(drop=True)
         dq, dt, dleaf = _embeddings(dev, embedder, *caches)
         X_dev, y_dev = features(dev, dq, dt, dleaf, bank, tp, has_leaf=has_leaf), dev["label"].to_numpy(int)
-    model = _estimator(tp, seed, positive_weight(y.astype(float), tp)).fit(X, y)
+    with stage(f"fitting {tp.embedding.trees} trees on {X.shape[0]:,} rows x {X.shape[1]:,} features"):
+        model = _estimator(tp, seed, positive_weight(y.astype(float), tp)).fit(X, y)
     if tp.embedding.second_encoder:
         extra.update(train_second_encoder(train_df, tp, bank.idf, output_dir / SECOND_ENCODER_DIR, seed=seed))
     seconds = time.perf_counter() - start
