@@ -21,8 +21,10 @@ Example:
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
+import io
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +122,6 @@ def ablation_table(root: Path, variants: list[str]) -> pd.DataFrame:
 
 def write_ablation_report(root: Path, table: pd.DataFrame, statuses: dict[str, dict[str, str]]) -> Path:
     """`<root>/index.html`: the table, the figure, which steps each variant shared, links to each run."""
-    import base64
-    import io
-
     import matplotlib.pyplot as plt
 
 
@@ -146,8 +145,8 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 </head><body><h1>Ablation <code>{e(root.name)}</code></h1>
 <p>Dev F1 of the positive class at the threshold calibrated on dev (step 06), with its bootstrap 95%
 interval and the all-positive F1 of the same rows; <code>f1_held_out</code> judges each query-grouped fold of
-dev at the threshold fitted on the other folds (no row helps choose its own threshold). The paper's dev figures (arXiv 2510.21671, cumulative
-additions on Qwen3-14B) are shown for reference.</p>
+dev at the threshold fitted on the other folds (no row helps choose its own threshold). The paper's dev
+figures (arXiv 2510.21671, cumulative additions on Qwen3-14B) are shown for reference.</p>
 {fmt.to_html(index=False, escape=True, border=0)}
 <img alt="ablation figure" src="data:image/png;base64,{img}">
 <h2>Steps per variant</h2><p>shared = copied from an earlier variant with identical inputs.</p>

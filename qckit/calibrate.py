@@ -20,6 +20,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -653,7 +654,8 @@ def calibrate(preds: pd.DataFrame, *, paper_thresholds: Mapping[str, float] | No
         ``thresholds`` (task -> threshold on ``score``), ``language_thresholds`` (task -> language ->
         threshold, only languages with their own; None unless ``per_language``), ``temperature``
         (task -> T), ``paper_thresholds``, ``tasks`` (task -> rows, positives, threshold, f1, f1_ci,
-        f1_held_out_threshold(_ci) (each query-grouped fold at the threshold of the others), precision, recall, f1_at_0.5, paper_threshold, f1_at_paper(_ci), all_positive_f1,
+        f1_held_out_threshold(_ci) (each query-grouped fold at the threshold of the others), precision,
+        recall, f1_at_0.5, paper_threshold, f1_at_paper(_ci), all_positive_f1,
         temperature, threshold_calibrated, ece_before, ece_after, ece_after_held_out, log_loss_before /
         _after, and with ``per_language`` the language table and its cross-validation),
         ``settings`` and ``headline`` (at most eight scalars).
@@ -692,7 +694,6 @@ def calibrate(preds: pd.DataFrame, *, paper_thresholds: Mapping[str, float] | No
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     # through pandas' JSON writer: numpy scalars become plain numbers and NaN becomes null
-    import json
 
     return json.loads(table.to_json(orient="records", force_ascii=False, double_precision=15))
 

@@ -1,6 +1,7 @@
 """Command line: `qckit run | report | validate | params | predict | ablate | models`.
 
-Imports stay inside the commands so `qckit validate` starts without loading torch or papermill.
+Heavy libraries (torch, transformers, papermill) are imported inside the functions that use them, so
+`qckit validate` starts without loading them.
 Exit codes: 0 success, 1 the work failed (invalid data, a failed step), 2 bad usage or parameters.
 """
 from __future__ import annotations

@@ -82,7 +82,8 @@ class ModelsParams(Section):
     cache_dir: str | None = Field(
         None, description="Where built-in models are materialised; None: $QCKIT_CACHE or ~/.cache/qckit."
     )
-    embedder: str = Field("multilingual-e5-small", description="Embedding model: hub id, path, built-in, tiny:<family>.")
+    embedder: str = Field("multilingual-e5-small",
+                          description="Embedding model: hub id, path, built-in, tiny:<family>.")
     classifier: str = Field("multilingual-e5-small", description="Model fine-tuned in step 05.")
     trust_remote_code: bool = Field(False, description="Allow model repositories to run their own code.")
 
@@ -110,7 +111,8 @@ class TranslationParams(Section):
     sources: list[str] = Field(
         default_factory=lambda: ["es"], description="Languages whose labelled rows are translated (the paper: es)."
     )
-    targets: list[str] | None = Field(None, description="Languages to translate into; None: the audit's zero-shot ones.")
+    targets: list[str] | None = Field(
+        None, description="Languages to translate into; None: the audit's zero-shot ones.")
     rows_per_target: int | None = Field(
         5000, gt=0, description="Most translated rows per target language (whole queries, seeded); None: all."
     )

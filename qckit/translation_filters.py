@@ -80,8 +80,9 @@ def in_target_language(outputs: Sequence[str], sources: Sequence[str], targets: 
 
 # filters -----------------------------------------------------------------------------------------
 def _row_key(df: pd.DataFrame) -> pd.Series:
-    return df["task"].astype(str) + "\x1f" + df["language"].astype(str) + "\x1f" + normalise_queries(df["query"]) + "\x1f" + \
-        df["target"].astype("string").fillna("")
+    parts = [df["task"].astype(str), df["language"].astype(str), normalise_queries(df["query"]).astype(str),
+             df["target"].astype("string").fillna("")]
+    return parts[0] + "\x1f" + parts[1] + "\x1f" + parts[2] + "\x1f" + parts[3]
 
 
 def drop_reasons(candidates: pd.DataFrame, existing: pd.DataFrame, *, min_length_ratio: float = 0.33,

@@ -142,7 +142,8 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
         **device_args(),
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model),
-                                  optimizers=(optimizer, None), callbacks=trainer_progress("fine-tuning the cross-encoder"))
+                                  optimizers=(optimizer, None),
+                                  callbacks=trainer_progress("fine-tuning the cross-encoder"))
     start = time.perf_counter()
     with scratch:
         trainer.train()

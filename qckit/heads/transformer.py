@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -490,8 +491,6 @@ def load(model_dir: str | Path, *, trust_remote_code: bool = False, device: str 
 
 def weights_digest(model) -> str:
     """sha256 over every trainable tensor, in name order (equal on every rank after a DDP step)."""
-    import hashlib
-
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):
         if p.requires_grad:

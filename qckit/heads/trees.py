@@ -38,6 +38,7 @@ import json
 import re
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,8 +190,6 @@ def _words(text: str) -> list[str]:
 
 def target_idf(targets: pd.Series) -> dict[str, float]:
     """Smoothed inverse document frequency of every (folded) word over the training targets."""
-    from collections import Counter
-
     texts = targets.fillna("").astype(str)
     counts = Counter(w for text in texts for w in set(_words(text)))
     n = len(texts)
@@ -280,7 +279,8 @@ def scaled_cosine_bce_loss(model):
             self.scale, self.offset = torch.nn.Parameter(torch.tensor(20.0)), torch.nn.Parameter(torch.tensor(0.8))
 
         def forward(self, sentence_features, labels):
-            q, t = (torch.nn.functional.normalize(self.model(f)["sentence_embedding"], dim=-1) for f in sentence_features)
+            q, t = (torch.nn.functional.normalize(self.model(f)["sentence_embedding"], dim=-1)
+                    for f in sentence_features)
             logits = self.scale * ((q * t).sum(-1) - self.offset)
             return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
 
@@ -482,7 +482,8 @@ def _curve(model, X: np.ndarray, y: np.ndarray, X_dev: np.ndarray | None, y_dev:
         p_dev = next(dev_stages)[:, 1] if dev_stages is not None else None
         if step % every and step != model.n_iter_:
             continue
-        history.append({"step": step, "epoch": step / model.n_iter_, "loss": float(log_loss(y, p[:, 1], labels=[0, 1]))})
+        loss = float(log_loss(y, p[:, 1], labels=[0, 1]))
+        history.append({"step": step, "epoch": step / model.n_iter_, "loss": loss})
         if p_dev is not None:
             logodds = np.log(np.clip(p_dev, 1e-12, 1)) - np.log(np.clip(1 - p_dev, 1e-12, 1))
             metrics = f1_metrics(_EvalPred(logodds, y_dev))

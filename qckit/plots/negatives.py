@@ -70,8 +70,8 @@ def balance_change_chart(balance: pd.DataFrame) -> Figure:
         if ax.get_legend() is not None:
             ax.legend(fontsize=8, loc="lower right")
 
-    return task_panels(_tasks(balance), "Share of positive labels per language, before and after adding mined negatives",
-                       balance, draw, sharey=True)
+    title = "Share of positive labels per language, before and after adding mined negatives"
+    return task_panels(_tasks(balance), title, balance, draw, sharey=True)
 
 
 def skip_reasons_chart(skipped: pd.DataFrame) -> Figure:

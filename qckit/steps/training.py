@@ -75,8 +75,9 @@ def curves(log_history: list[dict[str, Any]]) -> pd.DataFrame:
     """Training loss and dev F1 per logged step, tidy (step, epoch, metric, value) for the figure."""
     rows = []
     for entry in log_history:
-        for key, metric in (("loss", "train loss"), ("eval_loss", "dev loss"), ("eval_f1_best", "dev F1 (best threshold)"),
-                            ("eval_f1", "dev F1 at 0.5"), ("eval_f1_all_positive", "dev F1 all-positive")):
+        for key, metric in (("loss", "train loss"), ("eval_loss", "dev loss"),
+                            ("eval_f1_best", "dev F1 (best threshold)"), ("eval_f1", "dev F1 at 0.5"),
+                            ("eval_f1_all_positive", "dev F1 all-positive")):
             if key in entry:
                 rows.append({"step": entry.get("step"), "epoch": entry.get("epoch"), "metric": metric,
                              "value": float(entry[key])})
