@@ -6,15 +6,20 @@ Example:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
-import seaborn as sns
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from qckit.plots.style import figure, style
 
 
 def ablation_figure(table: pd.DataFrame) -> Figure:
     """F1 per variant and task with bootstrap intervals, the all-positive floor dashed."""
+    import seaborn as sns  # loaded here: `qckit ablate` imports this module at start
+
     with style():
         fig, (ax,) = figure(8, 4)
         if len(table):

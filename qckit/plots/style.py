@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ZERO_SHOT_COLOR = "#c0392b"
 SPLIT_PALETTE = {"train": "#4c72b0", "dev": "#dd8452", "test": "#55a868"}
@@ -34,6 +33,10 @@ MAX_SIZE = (10.0, 5.0)
 @contextlib.contextmanager
 def style() -> Iterator[None]:
     """The kit's seaborn style, applied locally: the caller's rcParams are untouched afterwards."""
+    # matplotlib and seaborn load on the first figure: `qckit` commands that draw none start without them
+    import matplotlib
+    import seaborn as sns
+
     with sns.axes_style("whitegrid"), matplotlib.rc_context({"font.size": 9, "axes.titlesize": 10,
                                                            "figure.titlesize": 11}):
         yield
@@ -41,6 +44,8 @@ def style() -> Iterator[None]:
 
 def figure(width: float, height: float, ncols: int = 1, **kwargs):
     """A constrained-layout figure of at most ``MAX_SIZE`` inches with one row of ``ncols`` axes."""
+    import matplotlib.pyplot as plt
+
     fig = plt.figure(figsize=(min(width, MAX_SIZE[0]), min(height, MAX_SIZE[1])), layout="constrained")
     axes = fig.subplots(1, ncols, squeeze=False, **kwargs)[0]
     return fig, axes
