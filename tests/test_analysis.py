@@ -11,14 +11,15 @@ import pytest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from qckit import analysis
+from qckit.config import parse_params
 from qckit.runs import Run
+from qckit.steps import AUDIT, CALIBRATION, ERROR_ANALYSIS, error_analysis
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
-from qckit import plots_eval  # noqa: E402
-from qckit.plots import ZERO_SHOT_COLOR  # noqa: E402
+from qckit.plots import evaluation as plots_eval  # noqa: E402
+from qckit.plots.style import ZERO_SHOT_COLOR  # noqa: E402
 
 THRESHOLDS = {"QC": 0.55, "QI": 0.2}
 COMMA_PATH = "home & garden,arts,crafts & sewing,soap making"  # three levels, one with a comma
@@ -217,11 +218,36 @@ def test_analyse_is_json_with_a_short_headline(preds, train):
 def test_f1_heatmap_marks_zero_shot_languages(preds):
     table = analysis.metrics_by(preds, thresholds=THRESHOLDS)
     fig = plots_eval.f1_heatmap(table, zero_shot=["de"])
-    assert isinstance(fig, Figure)
     ax = fig.axes[0]
-    labels = {t.get_text(): t for t in ax.get_yticklabels()}
-    assert set(labels) == {"en", "de (zero-shot)"}
-    assert matplotlib.colors.same_color(labels["de (zero-shot)"].get_color(), ZERO_SHOT_COLOR)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["en", "de (zero-shot)"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["QC", "QI"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("task", "language")
+    en, de = ax.get_yticklabels()
+    assert matplotlib.colors.same_color(de.get_color(), ZERO_SHOT_COLOR)
+    assert not matplotlib.colors.same_color(en.get_color(), ZERO_SHOT_COLOR)
     cells = [t.get_text() for t in ax.texts]
-    assert "0.750\n(0.667)" in cells  # QC en: F1 and the all-positive F1 beneath
-    assert isinstance(plots_eval.f1_heatmap(table.iloc[:0]), Figure)
+    # row by row, F1 and the all-positive F1 beneath; QI has no de rows: no text in that cell
+    assert cells == ["0.750\n(0.667)", "0.667\n(0.800)", "0.500\n(0.667)"]
+    empty = plots_eval.f1_heatmap(table.iloc[:0]).axes[0]
+    assert [t.get_text() for t in empty.texts] == ["no labelled rows"] and not empty.collections
+
+
+# the step ------------------------------------------------------------------------------------------------
+def test_error_analysis_step_reads_the_run_and_loads_back(tmp_path, preds, train):
+    run = Run(tmp_path / "run").ensure()
+    run.path("predictions").mkdir(exist_ok=True)
+    preds.to_parquet(run.path("predictions", "dev.parquet"))
+    run.write_table("train", train)
+    run.write_metrics(AUDIT, {"zero_shot_languages": ["de"]})
+    run.write_metrics(CALIBRATION, {"thresholds": THRESHOLDS})
+    params = parse_params({"name": "t", "analysis": {"examples": 1}})
+    metrics = error_analysis.run(params, run)
+    assert error_analysis.STEP == ERROR_ANALYSIS == "07_error_analysis"
+    assert run.read_metrics(ERROR_ANALYSIS) == metrics
+    assert metrics == json.loads(json.dumps(analysis.analyse(preds, thresholds=THRESHOLDS, train=train,
+                                                             zero_shot=["de"], k=1)))
+    results = error_analysis.load(run)
+    assert results.metrics == metrics and results.thresholds == THRESHOLDS
+    assert results.language_thresholds is None and results.zero_shot == ["de"]
+    assert len(results.dev) == len(preds) - 1 and results.dev["label"].notna().all()  # labelled rows only
+    assert results.train["origin"].tolist() == train["origin"].tolist()

@@ -1,27 +1,32 @@
-"""Step 01: audit functions on small hand-built tables with known answers, plots, the notebook file."""
+"""Step 01: audit functions on small hand-built tables with known answers, the step, plots.
+
+The notebook itself is checked in tests/test_notebooks.py.
+"""
 from __future__ import annotations
 
-import ast
 import json
 import math
 from pathlib import Path
 
 import matplotlib
-import nbformat
 import pandas as pd
 import pytest
 
 from qckit import BASE_COLUMNS, audit
+from qckit.config import parse_params
 from qckit.data import category_depth
+from qckit.features import normalise_queries
+from qckit.runs import Run
+from qckit.steps import AUDIT, run_or_load
+from qckit.steps import audit as audit_step
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from qckit import plots  # noqa: E402
+from qckit.plots import audit as plots  # noqa: E402
+from qckit.plots.style import ZERO_SHOT_COLOR  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / "notebooks" / "01_data_audit.ipynb"
 COMMA_PATH = "home & garden,arts,crafts & sewing,soap making,soap molds"
 
 
@@ -263,10 +268,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
-def test_run_audit_writes_tables_and_metrics(tmp_path):
-    from qckit.config import parse_params
-    from qckit.runs import Run
-
+def test_audit_step_writes_tables_and_metrics_and_loads_them_back(tmp_path):
     def row(i, lang, query, path, label):
         return {"id": i, "task": "QC", "language": lang, "origin_query": query, "category_path": path,
                 "label": label}
@@ -277,14 +279,38 @@ def test_run_audit_writes_tables_and_metrics(tmp_path):
     params = parse_params({"name": "t", "data": {"source": "files", "train": [train], "dev": [dev],
                                                  "tasks": ["QC"]}})
     run = Run(tmp_path / "run").ensure()
-    splits, metrics = audit.run_audit(params, run)
-    assert set(splits) >= {"train", "dev", "test"}
+    metrics = audit_step.run(params, run)
+    assert audit_step.STEP == AUDIT == "01_data_audit"
     for name in ("train", "dev", "test"):
         assert run.has_table(name)
         assert set(BASE_COLUMNS) <= set(run.read_table(name).columns)
     assert len(run.read_table("train")) == 2 and len(run.read_table("test")) == 0
-    assert run.read_metrics("01_data_audit") == metrics
+    assert run.read_metrics(AUDIT) == metrics
     assert metrics["zero_shot_languages"] == ["de"]
+
+    results = audit_step.load(run)
+    assert results.metrics == metrics
+    assert set(results.splits) == {"train", "dev", "test"}
+    assert results.splits["train"]["query"].tolist() == ["red shoes", "blue hat"]
+    assert results.splits["dev"]["language"].tolist() == ["de"] and results.splits["test"].empty
+    # load changes nothing; run_or_load loads a done step instead of running it again
+    stamp = run.metrics_path(AUDIT).stat().st_mtime_ns
+    again = run_or_load(audit_step, params, run)
+    assert again.metrics == metrics and run.metrics_path(AUDIT).stat().st_mtime_ns == stamp
+
+
+def test_leakage_normalises_queries_like_the_rest_of_the_kit():
+    # casefold (not lower: "ß" -> "ss") and every kind of whitespace collapsed, missing queries empty
+    queries = pd.Series(["Straße  X", "STRASSE\tx", None, " a\u00a0b "], index=[5, 6, 7, 8])
+    normalised = normalise_queries(queries)
+    assert normalised.tolist() == ["strasse x", "strasse x", "", "a b"]
+    assert normalised.index.tolist() == [5, 6, 7, 8] and normalised.dtype == object
+    train = pairs([("QC", "de", "Straße  X", "a,b", 1)])
+    dev = pairs([("QC", "de", "STRASSE\tx", "a,b", 1), ("QC", "de", "other", "a,b", 1)])
+    found = audit.duplicates_and_conflicts({"train": train, "dev": dev})
+    leak = found["leakage"].set_index(["seen_in", "evaluated_in", "task"])
+    assert leak.loc[("train", "dev", "QC"), "shared_queries"] == 1
+    assert found["leaked"]["query"].tolist() == ["STRASSE\tx"]
 
 
 # plots ---------------------------------------------------------------------------------------------
@@ -307,6 +333,11 @@ def test_coverage_heatmap_marks_zero_shot(splits):
     assert ax.get_ylabel() == "language" and "task" in ax.get_xlabel()
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == ["en", "fr", "de (zero-shot)"]
+    colours = [matplotlib.colors.to_hex(t.get_color()) for t in ax.get_yticklabels()]
+    assert colours[2] == ZERO_SHOT_COLOR and ZERO_SHOT_COLOR not in colours[:2]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["QC · train", "QC · dev", "QI · train", "QI · dev"]
+    cells = [t.get_text() for t in ax.texts]  # row counts written in the cells, zeros included
+    assert cells == ["4", "1", "2", "0", "1", "0", "0", "1", "0", "2", "0", "0"]
     assert max(fig.get_size_inches()) <= 10 and fig.get_size_inches()[1] <= 5
     plain = plots.coverage_heatmap(audit.coverage(splits)).axes[0]
     assert [t.get_text() for t in plain.get_yticklabels()] == ["en", "fr", "de"]
@@ -320,6 +351,14 @@ def test_class_balance_chart_one_panel_per_task(splits):
     assert [ax.get_title() for ax in panels] == ["QC", "QI"]
     assert all(ax.get_ylabel() == "positive share" and ax.get_xlabel() == "language" for ax in panels)
     assert "Share of positive labels" in _titles(fig)
+    qc, qi = panels
+    assert [t.get_text() for t in qc.get_xticklabels()] == ["en", "fr", "de"]
+    de = qc.get_xticklabels()[2]
+    assert matplotlib.colors.to_hex(de.get_color()) == ZERO_SHOT_COLOR and de.get_fontweight() == "bold"
+    # one bar per (language, split) with labels: QC en train 0.75, en dev 1, fr train 0, de dev 0.5
+    heights = sorted(round(b.get_height(), 2) for b in qc.patches if b.get_height() > 0 and b.get_width() > 0)
+    assert heights == [0.5, 0.75, 1.0]
+    assert [t.get_text() for t in qi.get_xticklabels()] == ["en", "fr"]
 
 
 def test_length_distributions_query_and_target(splits):
@@ -327,6 +366,8 @@ def test_length_distributions_query_and_target(splits):
     _render(fig)
     assert [ax.get_title() for ax in fig.axes[:2]] == ["Query", "Target (category path / item title)"]
     assert fig.axes[0].get_ylabel() == "length (characters)"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["en", "fr", "de"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["QC", "QI"]
     tokens = plots.length_distributions(splits["train"], unit="tokens")
     assert tokens.axes[0].get_ylabel() == "length (whitespace tokens)"
     with pytest.raises(ValueError, match="unit"):
@@ -347,21 +388,38 @@ def test_category_charts_top_n_with_other():
     _render(fig)
     left, right = fig.axes[:2]
     assert left.get_xlabel() == "depth" and "Depth" in left.get_title()
+    assert [t.get_text() for t in left.get_xticklabels()] == ["2", "3", "4"]
+    assert [round(b.get_height(), 2) for b in left.patches] == [0.25, 0.5, 0.25]
+    assert [t.get_text() for t in left.texts] == ["5", "10", "5"]  # row counts on the depth bars
     labels = [t.get_text() for t in right.get_yticklabels()]
     assert len(labels) == 13 and labels[-1] == "other" and labels[0] == "level 0"
+    widths = [b.get_width() for b in right.patches]
+    shares = _category_table(15)["top_level"]["share"]
+    assert widths[:12] == pytest.approx(shares[:12].tolist()) and widths[12] == pytest.approx(shares[12:].sum())
     assert "Top-level category" in right.get_title()
     few = plots.category_charts(_category_table(3), top=12)
     assert "other" not in [t.get_text() for t in few.axes[1].get_yticklabels()]
 
 
+def _texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
 def test_plots_handle_single_language_and_empty_test_split():
     one = {"train": pairs([("QC", "en", "a b", "x,y", 1), ("QC", "en", "c", "x,z", 0)]),
            "dev": pairs([("QC", "en", "d", "x,y", 1)]), "test": pairs([])}
-    for fig in (plots.coverage_heatmap(audit.coverage(one), zero_shot=[]),
-                plots.class_balance_chart(audit.class_balance(one)),
-                plots.length_distributions(audit.stack_splits(one))):
-        _render(fig)
-        assert isinstance(fig, Figure)
+    heatmap = plots.coverage_heatmap(audit.coverage(one), zero_shot=[])
+    _render(heatmap)
+    assert [t.get_text() for t in heatmap.axes[0].get_yticklabels()] == ["en"]
+    assert _texts(heatmap.axes[0]) == ["2", "1"] and "zero-shot" not in heatmap.axes[0].get_title()
+    balance = plots.class_balance_chart(audit.class_balance(one))
+    _render(balance)
+    (panel,) = [ax for ax in balance.axes if ax.get_title() == "QC"]
+    assert [t.get_text() for t in panel.get_xticklabels()] == ["en"]
+    assert sorted(round(b.get_height(), 2) for b in panel.patches if b.get_width() > 0) == [0.5, 1.0]
+    lengths = plots.length_distributions(audit.stack_splits(one))
+    _render(lengths)
+    assert [t.get_text() for t in lengths.axes[0].get_xticklabels()] == ["en"]
 
 
 def test_plots_handle_no_rows_at_all():
@@ -370,28 +428,13 @@ def test_plots_handle_no_rows_at_all():
         "depth": pd.DataFrame(columns=["depth", "rows", "paths", "share"]),
         "top_level": pd.DataFrame(columns=["top_level", "rows", "paths", "share", "positive_share"]),
     }
-    for fig in (plots.coverage_heatmap(audit.coverage(empty)),
-                plots.class_balance_chart(audit.class_balance(empty)),
-                plots.length_distributions(audit.stack_splits(empty)),
-                plots.category_charts(no_categories)):
-        _render(fig)
-        assert isinstance(fig, Figure)
-
-
-# the notebook --------------------------------------------------------------------------------------
-def test_notebook_is_clean_v4_with_parameters_cell():
-    nb = nbformat.read(str(NOTEBOOK), as_version=nbformat.NO_CONVERT)
-    nbformat.validate(nb)
-    assert nb.nbformat == 4
-    first = nb.cells[0]
-    assert first.cell_type == "code" and first.metadata.get("tags") == ["parameters"]
-    assigned = [t.id for node in ast.parse(first.source).body for t in node.targets]
-    assert assigned == ["params_file", "run_dir"]
-    assert "load_params(params_file)" in nb.cells[1].source and "Run(run_dir).ensure()" in nb.cells[1].source
-    assert "run_audit(params, run)" in "".join(c.source for c in nb.cells)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    assert nb.metadata["language_info"]["name"] == "python"
-
+    figures = {"no rows": [plots.coverage_heatmap(audit.coverage(empty)),
+                           plots.length_distributions(audit.stack_splits(empty))],
+               "no labelled rows": [plots.class_balance_chart(audit.class_balance(empty))],
+               "no QC rows": [plots.category_charts(no_categories)]}
+    for message, figs in figures.items():
+        for fig in figs:
+            _render(fig)
+            panels = [ax for ax in fig.axes if ax.get_title()]
+            assert panels and all(_texts(ax) == [message] for ax in panels), message
+            assert all(not ax.patches and not ax.collections for ax in panels)

@@ -13,12 +13,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_recall_curve
 
 from qckit import calibrate as cal
+from qckit.config import parse_params
+from qckit.runs import Run
+from qckit.steps import CALIBRATION, calibration
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
-from qckit import plots_eval  # noqa: E402
+from qckit.plots import evaluation as plots_eval  # noqa: E402
 
 SIX_LABELS = [0, 0, 1, 0, 1, 1]
 SIX_SCORES = [0.1, 0.3, 0.4, 0.6, 0.8, 0.9]
@@ -332,21 +334,64 @@ def test_calibration_figures_draw_headless():
     assert set(sweeps) == {"QC", "QI"} and len(sweeps["QC"]) == 101
     fig = plots_eval.f1_threshold_curve(sweeps, metrics["thresholds"], cal.PAPER_THRESHOLDS,
                                         all_positive={"QC": 0.7})
-    assert isinstance(fig, Figure) and len(fig.axes) == 2
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert any(x.startswith("chosen") for x in labels) and any(x.startswith("paper 0.4") for x in labels)
+    assert [ax.get_title() for ax in fig.axes] == ["QC", "QI"]
+    qc, qi = fig.axes
+    assert (qc.get_xlabel(), qc.get_ylabel()) == ("threshold", "score")
+    labels = [t.get_text() for t in qc.get_legend().get_texts()]
+    chosen = metrics["thresholds"]["QC"]
+    assert labels[:3] == ["precision", "recall", "F1"]
+    assert labels[3].startswith(f"chosen {chosen:.3f} (F1 ") and labels[4].startswith("paper 0.4 (F1 ")
+    assert labels[5] == "all-positive F1 0.700"
+    assert len(qi.get_legend().get_texts()) == 5  # no all-positive floor given for QI
+    # three curves over the sweep's 101 thresholds, and the vertical line at the chosen threshold
+    curves = [line for line in qc.get_lines() if len(line.get_xdata()) == 101]
+    assert len(curves) == 3
+    np.testing.assert_allclose(curves[2].get_ydata(), sweeps["QC"]["f1"])
+    assert any(list(line.get_xdata()) == [chosen, chosen] for line in qc.get_lines())
+
     table = cal.reliability_by_task(data, metrics["temperature"], n_bins=10)
     assert set(table["stage"]) == {"before", "after"} and set(table["task"]) == {"QC", "QI"}
     ece = {task: {"before": s["ece_before"], "after": s["ece_after"]} for task, s in metrics["tasks"].items()}
     fig = plots_eval.reliability_diagram(table, ece=ece)
+    assert [ax.get_title() for ax in fig.axes] == ["QC", "QI"]
+    assert fig.axes[0].get_xlabel() == "mean predicted probability"
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert f"after temperature scaling (ECE {ece['QC']['after']:.3f})" in legend
+    assert legend == ["perfect calibration", f"before temperature scaling (ECE {ece['QC']['before']:.3f})",
+                      f"after temperature scaling (ECE {ece['QC']['after']:.3f})"]
+    # one marker per bin and stage
+    points = [len(c.get_offsets()) for c in fig.axes[0].collections]
+    qc_table = table[table["task"].eq("QC")]
+    assert points == [int(qc_table["stage"].eq("before").sum()), int(qc_table["stage"].eq("after").sum())]
     # without ece given, the legend's value is computed from the (15-bin) table: the same ECE
     fig = plots_eval.reliability_diagram(cal.reliability_by_task(data, metrics["temperature"]))
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert f"before temperature scaling (ECE {ece['QC']['before']:.3f})" in legend
-    assert isinstance(plots_eval.reliability_diagram(table.iloc[:0]), Figure)
-    assert isinstance(plots_eval.f1_threshold_curve({}, {}), Figure)
+    for empty in (plots_eval.reliability_diagram(table.iloc[:0]), plots_eval.f1_threshold_curve({}, {})):
+        (ax,) = empty.axes
+        assert ax.get_title() == "(no labels)" and [t.get_text() for t in ax.texts] == ["no labelled rows"]
+        assert not ax.get_lines() and not ax.collections
+
+
+# the step -----------------------------------------------------------------------------------------------
+def test_calibration_step_fits_on_the_dev_predictions_and_loads_back(tmp_path):
+    run = Run(tmp_path / "run").ensure()
+    params = parse_params({"name": "t", "calibration": {"n_bootstrap": 20, "folds": 3}})
+    with pytest.raises(FileNotFoundError, match="run step 05"):
+        calibration.run(params, run)
+    dev = pd.concat([overconfident(300, seed=1), overconfident(300, seed=2, task="QI")], ignore_index=True)
+    run.path("predictions").mkdir(exist_ok=True)
+    dev.to_parquet(run.path("predictions", "dev.parquet"))
+    before = run.path("predictions", "dev.parquet").read_bytes()
+    metrics = calibration.run(params, run)
+    assert calibration.STEP == CALIBRATION == "06_calibration"
+    assert run.read_metrics(CALIBRATION) == metrics
+    expected = cal.calibrate(dev, seed=params.run.seed, n_bootstrap=20, folds=3)
+    assert metrics["thresholds"] == pytest.approx(expected["thresholds"])
+    assert run.path("predictions", "dev.parquet").read_bytes() == before  # step 05's file untouched
+    results = calibration.load(run)
+    assert results.metrics == metrics
+    pd.testing.assert_frame_equal(results.dev, calibration.read_predictions(run))
+    assert len(results.dev) == 600
 
 
 # thresholds judged on rows that did not choose them ------------------------------------------------

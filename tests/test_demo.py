@@ -164,10 +164,10 @@ def test_every_template_holds_every_slot_once():
     for lang, templates in TEMPLATES.items():
         for template in templates:
             slots = re.findall(r"{(\w+)}", template)
-            assert len(slots) == len(set(slots)), template
-            assert {"head", "brand", "material", "size", "price"} <= set(slots), template
-            assert len({"colour", "colour_adj"} & set(slots)) == 1, template
-            assert len({"aud", "aud_for"} & set(slots)) == 1, template
+            assert len(slots) == len(set(slots)), (lang, template)
+            assert {"head", "brand", "material", "size", "price"} <= set(slots), (lang, template)
+            assert len({"colour", "colour_adj"} & set(slots)) == 1, (lang, template)
+            assert len({"aud", "aud_for"} & set(slots)) == 1, (lang, template)
 
 
 # ---------------------------------------------------------------- taxonomy

