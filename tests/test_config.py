@@ -92,7 +92,8 @@ def test_head_learning_rate_is_refused_where_there_is_no_new_head(tmp_path: Path
 def test_per_task_settings_merge_into_one_tasks_model(tmp_path: Path):
     path = tmp_path / "p.yaml"
     path.write_text("name: x\ntraining:\n  head: embedding\n  tasks_mode: separate\n  embedding:\n    trees: 50\n"
-                    "  per_task:\n    QI:\n      learning_rate: 1.0e-4\n      embedding:\n        cross_encoder: true\n")
+                    "  per_task:\n    QI:\n      learning_rate: 1.0e-4\n      embedding:\n"
+                    "        cross_encoder: true\n")
     tp = load_params(path).training
     qi, qc = tp.for_task("QI"), tp.for_task("QC")
     assert qi.embedding.cross_encoder and qi.embedding.trees == 50 and qi.learning_rate == 1e-4  # merged key by key
@@ -102,7 +103,8 @@ def test_per_task_settings_merge_into_one_tasks_model(tmp_path: Path):
 
 @pytest.mark.parametrize("body, message", [
     ("  per_task:\n    QI:\n      epochs: 2\n", "set tasks_mode: separate"),
-    ("  tasks_mode: separate\n  per_task:\n    QI:\n      embedding:\n        treez: 2\n", r"per_task\.QI\.embedding\.treez: Extra inputs"),
+    ("  tasks_mode: separate\n  per_task:\n    QI:\n      embedding:\n        treez: 2\n",
+     r"per_task\.QI\.embedding\.treez: Extra inputs"),
     ("  tasks_mode: separate\n  per_task:\n    QI:\n      head: embedding\n      method: lora\n",
      r"per_task\.QI: .*method must be 'full'"),
     ("  tasks_mode: separate\n  per_task:\n    QX:\n      epochs: 2\n", r"per_task\.QX"),

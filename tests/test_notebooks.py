@@ -5,8 +5,8 @@ import ast
 
 import nbformat
 import pytest
-
 from conftest import REPO
+
 from qckit.steps import STEPS
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -50,7 +50,8 @@ def test_notebook_runs_or_loads_its_own_step(path):
     imported = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 and node.module == "qckit.steps" for alias in node.names if alias.name == module}
     assert imported, f"{path.name} does not import qckit.steps.{module}"
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "run_or_load"]
+    calls = [node for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "run_or_load"]
     assert any(isinstance(c.args[0], ast.Name) and c.args[0].id in imported for c in calls), (
         f"{path.name} does not call run_or_load on its step")
     assert any(kw.arg == "recompute" for c in calls for kw in c.keywords)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, write_notebook
+
 from qckit.pipeline import RunError, discover_steps, run_chain, select_steps
 
 WRITE_TABLE = """

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import write_notebook
+
 from qckit import progress as progress_mod
 from qckit.pipeline import run_chain
 

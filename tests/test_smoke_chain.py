@@ -12,8 +12,8 @@ import nbformat
 import pandas as pd
 import papermill as pm
 import pytest
-
 from conftest import REPO
+
 from qckit.pipeline import discover_steps, kernel_name
 from qckit.steps import STEPS
 

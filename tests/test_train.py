@@ -11,10 +11,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
-from qckit.config import Params
+
+from benchmarks import gpu_paths
+from qckit import heads
+from qckit.config import Params, TrainingParams
+from qckit.heads import transformer
+from qckit.heads.common import LoadedModel
+from qckit.heads.llm_scoring import score_pairs_vllm, vllm_prompts, yes_no_from_logprobs
+from qckit.models import resolve
 from qckit.prompts import build_prompt, label_token_ids
+from qckit.runs import Run
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
@@ -57,8 +64,6 @@ def test_prompt_has_shared_prefix_and_levels():
 def test_label_words_must_be_single_tokens():
     from transformers import AutoTokenizer
 
-    from qckit.models import resolve
-
     tok = AutoTokenizer.from_pretrained(resolve("tiny:qwen3"))
     no, yes = label_token_ids(tok)
     assert no != yes
@@ -68,29 +73,25 @@ def test_label_words_must_be_single_tokens():
 
 @pytest.mark.parametrize("model", ["tiny:qwen3", "tiny:gemma3"])
 def test_yes_no_loss_falls_and_scores_match_plain_forward(model, tmp_path):
-    from qckit.scoring import score_pairs
-    from qckit.train import Encoder, load_trained, train_model
-
     df = toy_pairs(easy=True)
     params = params_for(model, "yes_no", epochs=10, learning_rate=1e-2, freeze_embeddings=False, max_length=128)
-    figures = train_model(df, df, params, output_dir=tmp_path / "m")
+    figures = heads.train(df, df, params, output_dir=tmp_path / "m")
     # the loss over the two label words, on the whole set after each epoch
     losses = [h["eval_loss"] for h in figures["log_history"] if "eval_loss" in h]
     assert len(losses) == 10 and losses[-1] < losses[0] - 0.01
-    loaded = load_trained(tmp_path / "m")
-    fast = score_pairs(None, df, loaded=loaded, batch_size=7)
-    slow = score_pairs(None, df, loaded=loaded, batch_size=5, prefix_cache=False)
-    model_, tok, meta = loaded
-    from qckit.config import TrainingParams
-
-    enc = Encoder(tok, "yes_no", TrainingParams.model_validate(meta["training"]))
+    loaded = heads.load(tmp_path / "m")
+    assert isinstance(loaded, LoadedModel) and loaded.head == "yes_no" and loaded.folder == tmp_path / "m"
+    fast = heads.score(loaded, df, batch_size=7)
+    slow = heads.score(loaded, df, batch_size=5, prefix_cache=False)
+    enc = transformer.Encoder(loaded.tokenizer, "yes_no", TrainingParams.model_validate(loaded.meta["training"]))
     with torch.inference_mode():
         ref = []
         for f in enc.encode(df.head(12)):
-            logits = model_(input_ids=torch.tensor([f["input_ids"]])).logits[0, -1, list(enc.label_ids)]
+            logits = loaded.model(input_ids=torch.tensor([f["input_ids"]])).logits[0, -1, list(enc.label_ids)]
             ref.append(float(torch.softmax(logits, -1)[1]))
     np.testing.assert_allclose(fast.score, slow.score, atol=1e-5)
     np.testing.assert_allclose(fast.score.to_numpy()[:12], ref, atol=1e-5)
+    np.testing.assert_allclose(fast.score, 1 / (1 + np.exp(-fast.logit)), atol=1e-12)  # logit: the log-odds
     assert fast.score.std() > 1e-4  # the scores depend on the input
 
 
@@ -100,12 +101,10 @@ def test_gradient_accumulation_averages_the_micro_batch_losses(model, head, tmp_
     not their sum: at a learning rate too small to move the weights, the epoch's mean training loss equals the
     loss of the same rows evaluated in one pass. (A causal LM's forward takes **kwargs, so the Trainer assumes
     the loss was already divided for accumulation; qckit's restricted loss is a per-batch mean.)"""
-    from qckit.train import train_model
-
     df = toy_pairs(64)
     params = params_for(model, head, epochs=1, batch_size=8, grad_accum=4, learning_rate=1e-12,
                         eval_batch_size=16)
-    figures = train_model(df, df, params, output_dir=tmp_path / "m")
+    figures = heads.train(df, df, params, output_dir=tmp_path / "m")
     train_loss = next(h["train_loss"] for h in figures["log_history"] if "train_loss" in h)
     eval_loss = next(h["eval_loss"] for h in figures["log_history"] if "eval_loss" in h)
     assert train_loss == pytest.approx(eval_loss, rel=1e-3)
@@ -115,13 +114,10 @@ def test_gradient_accumulation_averages_the_micro_batch_losses(model, head, tmp_
 def test_classifier_head_learns_the_toy_task(num_labels, tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    from qckit.scoring import score_pairs
-    from qckit.train import train_model
-
     df = toy_pairs(160, easy=True)
     params = params_for("tiny:bert", "classifier", num_labels=num_labels, epochs=6, freeze_embeddings=False)
-    train_model(df, df.head(40), params, output_dir=tmp_path / "m")
-    preds = score_pairs(tmp_path / "m", df)
+    heads.train(df, df.head(40), params, output_dir=tmp_path / "m")
+    preds = heads.score(tmp_path / "m", df)  # a folder: loaded on the way
     assert roc_auc_score(df.label.astype(int), preds.score) > 0.9
 
 
@@ -130,17 +126,15 @@ def test_classifier_head_trains_at_its_own_learning_rate(tmp_path):
     moves at learning_rate; here the encoder's rate is too small to change it at all."""
     from transformers import set_seed
 
-    from qckit.train import is_head_parameter, load_base, train_model
-
     df = toy_pairs(64, easy=True)
     params = params_for("tiny:bert", "classifier", epochs=1, learning_rate=1e-12, head_learning_rate=1e-2,
                         freeze_embeddings=False)
-    trained = dict(train_model(df, None, params, output_dir=tmp_path / "m", keep_model=True)["model"]
+    trained = dict(heads.train(df, None, params, output_dir=tmp_path / "m", keep_model=True)["model"]
                    .named_parameters())
-    set_seed(params.run.seed)  # the same initial head as train_model drew
-    initial = dict(load_base("tiny:bert", params.training)[0].named_parameters())
+    set_seed(params.run.seed)  # the same initial head as heads.train drew
+    initial = dict(transformer.load_base("tiny:bert", params.training)[0].named_parameters())
     moved = {n: float((trained[n].detach() - p.detach()).abs().max()) for n, p in initial.items()}
-    head = [n for n in moved if is_head_parameter(n)]
+    head = [n for n in moved if transformer.is_head_parameter(n)]
     assert {n.split(".")[0] for n in head} >= {"classifier"} and any(".pooler." in n for n in head)
     assert min(moved[n] for n in head if n.endswith("weight")) > 1e-3
     assert max(v for n, v in moved.items() if n not in head) < 1e-8
@@ -148,46 +142,36 @@ def test_classifier_head_trains_at_its_own_learning_rate(tmp_path):
 
 @pytest.mark.parametrize("model,head", [("tiny:qwen3", "yes_no"), ("tiny:bert", "classifier")])
 def test_lora_adapter_round_trip_gives_identical_scores(model, head, tmp_path):
-    from qckit.scoring import score_pairs
-    from qckit.train import train_model
-
     df = toy_pairs(48)
     params = params_for(model, head, method="lora", epochs=1, merge_adapter=True)
-    figures = train_model(df, None, params, output_dir=tmp_path / "m", keep_model=True)
+    figures = heads.train(df, None, params, output_dir=tmp_path / "m", keep_model=True)
     assert (tmp_path / "m" / "adapter_config.json").exists()
     trained = figures["model"].eval()
-    from qckit.train import load_trained
-
-    _, tok, meta = load_trained(tmp_path / "m")
-    in_memory = score_pairs(None, df, loaded=(trained, tok, meta))
-    reloaded = score_pairs(tmp_path / "m", df)
+    loaded = heads.load(tmp_path / "m")
+    in_memory = heads.score(LoadedModel(head, loaded.meta, trained, tokenizer=loaded.tokenizer), df)
+    reloaded = heads.score(loaded, df)
     np.testing.assert_allclose(in_memory.score, reloaded.score, atol=1e-6)
     # the merged model is a plain transformers folder (what vLLM or another tool loads) scoring the same
-    from qckit.train import _auto_class
-
-    merged = _auto_class(head).from_pretrained(tmp_path / "m" / "merged").eval()
+    merged = transformer.auto_class(head).from_pretrained(tmp_path / "m" / "merged").eval()
     assert not (tmp_path / "m" / "merged" / "adapter_config.json").exists()
-    np.testing.assert_allclose(score_pairs(None, df, loaded=(merged, tok, meta)).score, reloaded.score, atol=1e-5)
+    merged_scores = heads.score(LoadedModel(head, loaded.meta, merged, tokenizer=loaded.tokenizer), df)
+    np.testing.assert_allclose(merged_scores.score, reloaded.score, atol=1e-5)
 
 
 def test_training_resumes_from_the_last_checkpoint(tmp_path):
-    from qckit.train import train_model
-
     df = toy_pairs(64)
     params = params_for("tiny:bert", "classifier", epochs=2, save_steps=4)
-    train_model(df, None, params, output_dir=tmp_path / "m")
+    heads.train(df, None, params, output_dir=tmp_path / "m")
     ckpts = sorted((tmp_path / "m" / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert ckpts
     # simulate an interruption: drop the final checkpoint, keep an earlier one
     for extra in ckpts[1:]:
         shutil.rmtree(extra)
-    figures = train_model(df, None, params, output_dir=tmp_path / "m")
+    figures = heads.train(df, None, params, output_dir=tmp_path / "m")
     assert figures["resumed_from"] and figures["resumed_from"].endswith(ckpts[0].name)
 
 
 def test_torchrun_ddp_two_processes_train_the_same_weights(tmp_path):
-    from qckit.runs import Run
-
     run = Run(tmp_path / "run").ensure()
     df = toy_pairs(64)
     run.write_table("train", df)
@@ -199,7 +183,7 @@ def test_torchrun_ddp_two_processes_train_the_same_weights(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "qckit.train", "--params",
+        [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "qckit.steps.training", "--params",
          str(params_file), "--run-dir", str(run.root), "--output-dir", str(tmp_path / "m"), "--weights-digest"],
         capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
     )
@@ -224,8 +208,6 @@ def json_objects(text: str, start: str) -> list[dict]:
 
 
 def test_vllm_logprob_parsing_renormalises_and_handles_missing_words():
-    from qckit.scoring import vllm_prompts, yes_no_from_logprobs
-
     assert yes_no_from_logprobs({5: -0.1, 7: -2.4}, (7, 5)) == pytest.approx(2.3)
     assert yes_no_from_logprobs({5: -0.1}, (7, 5)) == pytest.approx(-0.1 + 30.0)  # "no" missing from top-k
     assert yes_no_from_logprobs({}, (7, 5)) == 0.0
@@ -236,24 +218,19 @@ def test_vllm_logprob_parsing_renormalises_and_handles_missing_words():
 @pytest.mark.gpu
 def test_vllm_scorer_matches_hf_scorer(tmp_path):
     pytest.importorskip("vllm")  # a GPU machine without vLLM (the device image here) has nothing to compare
-    from qckit.scoring import score_pairs, score_pairs_vllm
-    from qckit.train import train_model
-
     df = toy_pairs(32)
-    train_model(df, None, params_for("tiny:qwen3", "yes_no", method="lora", epochs=1), output_dir=tmp_path / "m")
-    hf = score_pairs(tmp_path / "m", df)
+    heads.train(df, None, params_for("tiny:qwen3", "yes_no", method="lora", epochs=1), output_dir=tmp_path / "m")
+    hf = heads.score(tmp_path / "m", df)
     vl = score_pairs_vllm(tmp_path / "m", df)
     np.testing.assert_allclose(hf.score, vl.score, atol=2e-2)
 
 
 def test_lora_with_gradient_checkpointing_trains_the_adapter(tmp_path):
     """The paper profile's combination (LoRA on a frozen base + gradient checkpointing) moves the adapter."""
-    from qckit.train import train_model
-
     df = toy_pairs(64, easy=True)
     params = params_for("tiny:qwen3", "yes_no", method="lora", epochs=1, gradient_checkpointing=True,
                         lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"})
-    figures = train_model(df, None, params, output_dir=tmp_path / "m", keep_model=True)
+    figures = heads.train(df, None, params, output_dir=tmp_path / "m", keep_model=True)
     lora_b = [p for n, p in figures["model"].named_parameters() if "lora_B" in n]
     assert lora_b and any(float(p.detach().abs().max()) > 0 for p in lora_b)  # B starts at zero: it moved
 
@@ -262,12 +239,11 @@ def test_lora_with_gradient_checkpointing_trains_the_adapter(tmp_path):
 @pytest.mark.parametrize("method", ["lora", "qlora"])
 def test_paper_training_section_trains_and_scores_on_the_gpu(method, tmp_path):
     """What benchmarks/gpu_paths.py checks, on a smaller run: bf16 / 4-bit on the GPU, scorer paths agree."""
-    from benchmarks.gpu_paths import check_yes_no, demo_pairs, small_qwen3
-
     if method == "qlora":
         pytest.importorskip("bitsandbytes")
-    train, dev = demo_pairs(tmp_path / "demo")
-    result = check_yes_no(method, small_qwen3(tmp_path / "small"), tmp_path, train, dev, train_rows=1500)
+    train, dev = gpu_paths.demo_pairs(tmp_path / "demo")
+    result = gpu_paths.check_yes_no(method, gpu_paths.small_qwen3(tmp_path / "small"), tmp_path, train, dev,
+                                    train_rows=1500)
     assert result["loaded_device"].startswith("cuda")
     assert result["max_diff_scorer_vs_plain_forward"] < 0.02 and result["max_diff_prefix_cache_vs_none"] < 0.02
     assert result["ok"], result
@@ -276,15 +252,11 @@ def test_paper_training_section_trains_and_scores_on_the_gpu(method, tmp_path):
 def test_gpu_paths_speed_check_agrees_with_generate_on_cpu(tmp_path, monkeypatch):
     """benchmarks/gpu_paths' speed check (run on GPUs) compares qckit's scorer with batched generate: on the CPU
     in fp32 the two give the same probabilities, so on a GPU only bf16 rounding can separate them."""
-    import benchmarks.gpu_paths as gp
-    from benchmarks.gpu_paths import check_speed
-    from qckit.models import resolve
-
     # on the CPU in fp32 also where a GPU is present (there the check would run in bf16)
-    monkeypatch.setattr(gp, "_precision", lambda: torch.float32)
-    monkeypatch.setattr(gp, "inference_device", lambda *a, **k: "cpu")
+    monkeypatch.setattr(gpu_paths, "precision", lambda: torch.float32)
+    monkeypatch.setattr(gpu_paths, "inference_device", lambda *a, **k: "cpu")
 
     df = toy_pairs(24)
-    result = check_speed(Path(resolve("tiny:qwen3")), df, rows=24, batch_size=8)
+    result = gpu_paths.check_speed(Path(resolve("tiny:qwen3")), df, rows=24, batch_size=8)
     assert result["ok"] and result["max_abs_prob_diff_vs_generate"] < 1e-5
     assert result["rows"] == 24 and result["qckit_pairs_per_s"] > 0 and result["generate_pairs_per_s"] > 0

