@@ -18,6 +18,8 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import REPO, peak_rss_mib, shared_data_dir, write_result
+from benchmarks.realdata import paired_gain
+from qckit.ablation import run_ablation
 from qckit.config import load_params
 
 
@@ -44,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     if shared_data_dir() is None:
         print("ablation: ../shared/data/cikm-qc-sample is missing; nothing measured", file=sys.stderr)
         return 2
-    from qckit.ablation import run_ablation
-
     variants = [v for v in args.variants.split(",") if v]
     with tempfile.TemporaryDirectory(prefix="qckit-ablation-") as tmp:
         out = args.keep or Path(tmp)
@@ -56,8 +56,6 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         paired = {}
         if "baseline" in variants:  # held-out-threshold F1 gain on the same dev rows, paired bootstrap
-            from benchmarks.realdata import paired_gain
-
             paired = {v: paired_gain(out / "qc" / "baseline", out / "qc" / v) for v in variants if v != "baseline"}
     rows = table.round(4).to_dict(orient="records")  # f1: dev-fitted threshold; f1_held_out: held-out thresholds
     print(table.round(4).to_string(index=False))

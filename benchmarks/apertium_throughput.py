@@ -23,8 +23,11 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import REPO, best_time, shared_data_dir, timed, write_result
+from qckit.config import load_params
+from qckit.runs import Run
+from qckit.steps import audit, translation
 from qckit.translate import ApertiumTranslator, apertium_available
-from qckit.translate_step import DROP_REASONS, drop_reasons, in_target_language
+from qckit.translation_filters import DROP_REASONS, drop_reasons, in_target_language
 
 NAME = "apertium_throughput"
 FILES = ("cikm-qc-sample/train_QC.jsonl", "cikm-qc-sample/dev_QC.jsonl")
@@ -83,18 +86,15 @@ def real_filter_rates(apt: ApertiumTranslator, df: pd.DataFrame) -> dict:
 
 def demo_filter_rates() -> dict:
     """What step 02 keeps and drops on the demo data of params/default.yaml (a temporary run and cache)."""
-    from qckit.audit import run_audit
-    from qckit.config import load_params
-    from qckit.runs import Run
-    from qckit.translate_step import run_translation
-
     with tempfile.TemporaryDirectory() as tmp:
         params = load_params(REPO / "params" / "default.yaml")
         cfg = params.translation.model_copy(update={"cache_dir": str(Path(tmp) / "cache")})
         params = params.model_copy(update={"translation": cfg})
         run = Run(Path(tmp) / "run").ensure()
-        run_audit(params, run)
-        candidates, metrics = run_translation(params, run)
+        audit.run(params, run)
+        translation.run(params, run)
+        results = translation.load(run)
+        candidates, metrics = results.candidates, results.metrics
     (pair,) = metrics["pairs"]
     return {"pair": pair["pair"], "rows": pair["requested"], **_rates(candidates["drop_reason"]),
             "uncovered_pairs": metrics["headline"]["uncovered_pairs"]}

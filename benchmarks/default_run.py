@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             print(profile, figures[profile]["wall_seconds"], "s", figures[profile]["peak_step_rss_mib"], "MiB")
     met = all(f["wall_seconds"] <= GOALS[p][0] and f["peak_step_rss_mib"] <= GOALS[p][1] for p, f in figures.items())
     path = write_result(
-        "default_run", baseline="the goals themselves (10 min / 6 GiB default, 2 min smoke); no other tool runs this chain",
+        "default_run",
+        baseline="the goals themselves (10 min / 6 GiB default, 2 min smoke); no other tool runs this chain",
         figures=figures, goal="default run under 10 minutes and 6 GiB on 2 cores; smoke run under 2 minutes",
         met=met, data="params/default.yaml (synthetic demo) and params/smoke.yaml",
     )

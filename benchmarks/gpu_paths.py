@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -31,9 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.common import REPO, RESULTS_DIR, write_result
-from qckit.models import inference_device
+from benchmarks.scoring_speed import generate_baseline
+from qckit import heads
+from qckit.config import Params, TrainingParams, load_params
+from qckit.data import read_pairs
+from qckit.demo import write_demo
+from qckit.heads.common import LoadedModel
+from qckit.heads.llm_scoring import score_pairs_vllm
+from qckit.heads.transformer import Encoder, auto_class
+from qckit.models import inference_device, resolve
 
 SMALL_QWEN3 = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 4,
                "head_dim": 64, "intermediate_size": 1536, "max_position_embeddings": 512}
@@ -46,7 +56,7 @@ MEDIUM_QWEN3 = {"hidden_size": 1024, "num_hidden_layers": 28, "num_attention_hea
 META = ("environment", "environment_of_kept_checks", "kept_checks")
 
 
-def _precision():
+def precision():
     """The dtype qckit trains and scores in here: bf16 on a GPU (paper.yaml's precision), fp32 on a CPU."""
     import torch
 
@@ -62,12 +72,8 @@ def _sync() -> None:
 
 def small_qwen3(out: Path, shape: dict[str, int] = SMALL_QWEN3) -> Path:
     """A randomly initialised Qwen3 (~25M parameters by default) with the tiny:qwen3 tokenizer, saved to `out`."""
-    import shutil
-
     import torch
     import transformers as tf
-
-    from qckit.models import resolve
 
     tiny = Path(resolve("tiny:qwen3", cache_dir=out.parent / "cache"))
     out.mkdir(parents=True, exist_ok=True)
@@ -82,21 +88,14 @@ def small_qwen3(out: Path, shape: dict[str, int] = SMALL_QWEN3) -> Path:
     return out
 
 
-def demo_pairs(folder: Path):
-    import pandas as pd
-
-    from qckit.data import read_pairs
-    from qckit.demo import write_demo
-
+def demo_pairs(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     paths = write_demo(folder, seed=0, queries_per_language=60)
     train = pd.concat([read_pairs(paths["train_QC"]), read_pairs(paths["train_QI"])], ignore_index=True)
     dev = pd.concat([read_pairs(paths["dev_QC"]), read_pairs(paths["dev_QI"])], ignore_index=True)
     return train, dev
 
 
-def paper_params(model: str, method: str, *, train_rows: int):
-    from qckit.config import load_params
-
+def paper_params(model: str, method: str, *, train_rows: int) -> Params:
     params = load_params(REPO / "params" / "paper.yaml")
     # the paper's training section as is, but a random model needs a larger step to learn in 100 steps
     tp = params.training.model_copy(update={
@@ -117,9 +116,6 @@ def plain_forward_probs(model, tokenizer, meta, df) -> np.ndarray:
     """p(yes) from full-vocabulary logits of an ordinary forward pass, one row at a time."""
     import torch
 
-    from qckit.config import TrainingParams
-    from qckit.train import Encoder
-
     enc = Encoder(tokenizer, "yes_no", TrainingParams.model_validate(meta["training"]))
     device = next(model.parameters()).device
     out = []
@@ -134,28 +130,28 @@ def check_yes_no(method: str, model_dir: Path, work: Path, train, dev, train_row
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from qckit.scoring import score_pairs
-    from qckit.train import _auto_class, load_trained, train_model
-
     params = paper_params(str(model_dir), method, train_rows=train_rows)
     out = work / f"yes_no-{method}"
-    figures = train_model(train, dev, params, output_dir=out)
+    figures = heads.train(train, dev, params, output_dir=out)
     losses = [h["loss"] for h in figures["log_history"] if "loss" in h]
-    model, tok, meta = load_trained(out)
-    param = next(model.parameters())
-    n4bit = sum(type(m).__name__ == "Linear4bit" for m in model.modules())
+    loaded = heads.load(out)
+    param = next(loaded.model.parameters())
+    n4bit = sum(type(m).__name__ == "Linear4bit" for m in loaded.model.modules())
     sample = dev.sample(n=min(300, len(dev)), random_state=0)
-    fast = score_pairs(None, sample, loaded=(model, tok, meta), batch_size=64)
-    slow = score_pairs(None, sample, loaded=(model, tok, meta), batch_size=16, prefix_cache=False)
-    plain = plain_forward_probs(model, tok, meta, sample.head(40))
-    merged = _auto_class("yes_no").from_pretrained(out / "merged", dtype=param.dtype if n4bit == 0 else torch.bfloat16)
+    fast = heads.score(loaded, sample, batch_size=64)
+    slow = heads.score(loaded, sample, batch_size=16, prefix_cache=False)
+    plain = plain_forward_probs(loaded.model, loaded.tokenizer, loaded.meta, sample.head(40))
+    merged = auto_class("yes_no").from_pretrained(out / "merged", dtype=param.dtype if n4bit == 0 else torch.bfloat16)
     merged = merged.to(inference_device()).eval()
-    merged_scores = score_pairs(None, sample, loaded=(merged, tok, meta), batch_size=64)
+    merged_scores = heads.score(LoadedModel("yes_no", loaded.meta, merged, tokenizer=loaded.tokenizer), sample,
+                                batch_size=64)
     result = {
         "train_rows": figures["train_rows"], "train_seconds": round(figures["seconds"], 1),
-        "rows_per_second": round(figures["rows_per_second"], 1), "peak_gpu_memory_mib": round(figures["peak_memory_mib"]),
+        "rows_per_second": round(figures["rows_per_second"], 1),
+        "peak_gpu_memory_mib": round(figures["peak_memory_mib"]),
         "trainable_parameters": figures["trainable_parameters"],
-        "loss_first_logs": round(float(np.mean(losses[:3])), 4), "loss_last_logs": round(float(np.mean(losses[-3:])), 4),
+        "loss_first_logs": round(float(np.mean(losses[:3])), 4),
+        "loss_last_logs": round(float(np.mean(losses[-3:])), 4),
         "loaded_device": str(param.device), "loaded_dtype": str(param.dtype), "linear4bit_modules": n4bit,
         "dev_auc_300": round(float(roc_auc_score(sample.label.astype(int), fast.score)), 4),
         "max_diff_prefix_cache_vs_none": float(np.max(np.abs(fast.score - slow.score))),
@@ -164,7 +160,7 @@ def check_yes_no(method: str, model_dir: Path, work: Path, train, dev, train_row
     }
     result["ok"] = bool(
         result["loss_last_logs"] < result["loss_first_logs"] and param.device.type == inference_device()
-        and (n4bit > 0 if method == "qlora" else param.dtype == _precision())
+        and (n4bit > 0 if method == "qlora" else param.dtype == precision())
         and result["max_diff_prefix_cache_vs_none"] < 0.02 and result["max_diff_scorer_vs_plain_forward"] < 0.02
         # the merged bf16 model against the 4-bit adapter differs by the quantisation itself
         and result["max_diff_merged_vs_adapter"] < (0.1 if method == "qlora" else 0.02))
@@ -172,45 +168,35 @@ def check_yes_no(method: str, model_dir: Path, work: Path, train, dev, train_row
 
 
 def check_classifier(work: Path, train, dev) -> dict[str, Any]:
-    from qckit.config import Params
-    from qckit.scoring import score_pairs
-    from qckit.train import load_trained, train_model
-
     params = Params(name="gpu-classifier", models={"classifier": "tiny:bert", "cache_dir": str(work / "cache")},
                     training={"head": "classifier", "method": "lora", "precision": tp_precision("bf16"), "epochs": 1,
                               "batch_size": 32, "learning_rate": 1e-3, "max_length": 96, "max_train_rows": 2000,
                               "lora": {"r": 8, "alpha": 16, "target_modules": "all-linear"}})
-    figures = train_model(train, dev, params, output_dir=work / "classifier")
-    model, tok, meta = load_trained(work / "classifier")
-    scored = score_pairs(None, dev.head(200), loaded=(model, tok, meta))
-    param = next(model.parameters())
+    figures = heads.train(train, dev, params, output_dir=work / "classifier")
+    loaded = heads.load(work / "classifier")
+    scored = heads.score(loaded, dev.head(200))
+    param = next(loaded.model.parameters())
     return {"train_seconds": round(figures["seconds"], 1), "loaded_device": str(param.device),
             "loaded_dtype": str(param.dtype), "score_std": float(scored.score.std()),
-            "ok": bool(param.device.type == inference_device() and param.dtype == _precision()
+            "ok": bool(param.device.type == inference_device() and param.dtype == precision()
                        and np.isfinite(scored.score).all())}
 
 
 def check_speed(model_dir: Path, dev, rows: int, batch_size: int, *, profile: bool = False) -> dict[str, Any]:
     """qckit's scorer (prefix cache on and off) against batched generate, same token ids and batch size."""
-    import pandas as pd
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from benchmarks.scoring_speed import generate_baseline
-    from qckit.config import TrainingParams
-    from qckit.scoring import score_pairs
-    from qckit.train import Encoder
-
     df = pd.concat([dev] * (rows // len(dev) + 1), ignore_index=True).head(rows)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_precision()).to(inference_device()).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=precision()).to(inference_device()).eval()
     tp = TrainingParams(head="yes_no", max_length=160)
-    meta = {"head": "yes_no", "training": tp.model_dump(mode="json")}
+    loaded = LoadedModel("yes_no", {"head": "yes_no", "training": tp.model_dump(mode="json")}, model, tokenizer=tok)
     enc = Encoder(tok, "yes_no", tp)
     feats = enc.encode(df)
     runs = {
-        "qckit": lambda: score_pairs(None, df, loaded=(model, tok, meta), batch_size=batch_size)["score"].to_numpy(),
-        "qckit_no_prefix_cache": lambda: score_pairs(None, df, loaded=(model, tok, meta), batch_size=batch_size,
+        "qckit": lambda: heads.score(loaded, df, batch_size=batch_size)["score"].to_numpy(),
+        "qckit_no_prefix_cache": lambda: heads.score(loaded, df, batch_size=batch_size,
                                                      prefix_cache=False)["score"].to_numpy(),
         "generate": lambda: generate_baseline(model, tok, feats, enc.label_ids, batch_size),
     }
@@ -245,10 +231,8 @@ def check_speed(model_dir: Path, dev, rows: int, batch_size: int, *, profile: bo
 def check_vllm(work: Path, dev) -> dict[str, Any]:
     if importlib.util.find_spec("vllm") is None:
         return {"skipped": "vllm is not installed on this machine"}
-    from qckit.scoring import score_pairs, score_pairs_vllm
-
     folder = work / "yes_no-lora"
-    hf = score_pairs(folder, dev.head(200))
+    hf = heads.score(folder, dev.head(200))
     vl = score_pairs_vllm(folder, dev.head(200))
     diff = float(np.max(np.abs(hf.score.to_numpy() - vl.score.to_numpy())))
     return {"max_abs_prob_diff_vs_hf": diff, "ok": diff < 0.03}
@@ -261,7 +245,8 @@ def environment() -> dict[str, Any]:
 
     gpu = torch.cuda.is_available()
     env = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-           "gpu": torch.cuda.get_device_name(0) if gpu else None, "bf16_supported": gpu and torch.cuda.is_bf16_supported()}
+           "gpu": torch.cuda.get_device_name(0) if gpu else None,
+           "bf16_supported": gpu and torch.cuda.is_bf16_supported()}
     for name in ("bitsandbytes", "vllm"):
         env[name] = __import__(name).__version__ if importlib.util.find_spec(name) else None
     return env

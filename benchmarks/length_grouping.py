@@ -1,7 +1,7 @@
 """Benchmark length_grouping: cross-encoder fine-tuning with length-grouped batches against random batches.
 
 Baseline: sentence-transformers' default batch sampler (random batches, each padded to its longest pair).
-qckit's ``training.embedding.length_grouping`` (``qckit.cross_encoder.length_grouped_batch_sampler``) batches
+qckit's ``training.embedding.length_grouping`` (``qckit.heads.cross_encoder.length_grouped_batch_sampler``) batches
 pairs of about the same length, in random order. Both fine-tune the same cross-encoder (multilingual-e5-small,
 ``params/cpu-best.yaml``'s QI settings: batch 32, at most 64 tokens) on the same rows, one epoch, one after
 the other in this process; grouped first, random, then grouped again, and each side's faster run counts (the
@@ -22,21 +22,21 @@ from pathlib import Path
 
 from benchmarks import realdata
 from benchmarks.common import REPO, write_result
+from qckit.config import load_params
+from qckit.data import load_pairs
+from qckit.demo import write_demo
+from qckit.heads.cross_encoder import train_cross_encoder
 
 GOAL_SPEED_UP = 1.15
 GOAL_LOSS_GAP = 0.05
 
 
 def rows_to_train(n: int, scratch: Path):
-    from qckit.data import load_pairs
-
     if realdata.available("QI"):
         folder, train, _ = realdata.FILES["QI"]
         frame, _ = load_pairs(realdata.shared_data_dir() / folder / train)
         source = f"real QI ({folder}), {n} rows"
     else:
-        from qckit.demo import write_demo
-
         frame, _ = load_pairs(write_demo(scratch / "demo", seed=0)["train_QI"])
         source = f"demo QI rows, {min(n, len(frame))} rows (real data absent)"
     frame = frame.dropna(subset=["label"])
@@ -44,9 +44,6 @@ def rows_to_train(n: int, scratch: Path):
 
 
 def train_once(rows, grouped: bool, out: Path) -> dict:
-    from qckit.config import load_params
-    from qckit.cross_encoder import train_cross_encoder
-
     tp = load_params(REPO / "params" / "cpu-best.yaml").training.for_task("QI")
     tp = tp.model_copy(update={"embedding": tp.embedding.model_copy(
         update={"length_grouping": grouped, "cross_encoder_max_rows": None})})

@@ -41,6 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import REPO, shared_data_dir, write_result
+from qckit import negatives
+from qckit.data import load_pairs
+from qckit.models import resolve
 
 MODEL = "multilingual-e5-small"
 SETTINGS = {"top_k": 20, "negatives_per_positive": 1, "sampling": "top", "relative_margin": 0.0,
@@ -49,8 +52,6 @@ SCALE = 10
 
 
 def _load(data: Path):
-    from qckit.data import load_pairs
-
     train, _ = load_pairs(data / "train_QC.jsonl")
     dev, _ = load_pairs(data / "dev_QC.jsonl")
     rows = int(os.environ.get("QCKIT_BENCH_ROWS", "0"))  # --rows: a quick check of the benchmark itself
@@ -87,8 +88,6 @@ def st_worker(data: Path, work: Path, mode: str) -> dict:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
-
-    from qckit.models import resolve
 
     train, _ = _load(data)
     extra = _synthetic_texts(work) if mode == "scaled" else []
@@ -132,12 +131,10 @@ def _write_st_cache(model, cache: Path, queries: list[str], corpus: list[str], w
 
 
 def ours_worker(data: Path, work: Path, mode: str, index: str = "auto") -> dict:
-    from qckit.negatives import make_embedder, mine_hard_negatives
-
     train, dev = _load(data)
     candidates = None
     if mode == "cold":
-        embedder = make_embedder(MODEL, cache_dir=work / "ours-cache")
+        embedder = negatives.make_embedder(MODEL, cache_dir=work / "ours-cache")
     else:  # the embeddings sentence-transformers computed (plus synthetic ones when scaled)
         vectors = _precomputed(work)
 
@@ -149,7 +146,7 @@ def ours_worker(data: Path, work: Path, mode: str, index: str = "auto") -> dict:
             candidates = {"QC": _synthetic_texts(work)}
     before = _rss_mib()
     start = time.perf_counter()
-    result = mine_hard_negatives(train, embedder, known=[dev], tasks=["QC"], candidates=candidates,
+    result = negatives.mine_hard_negatives(train, embedder, known=[dev], tasks=["QC"], candidates=candidates,
                                  index=index, score_rows=False, **SETTINGS)
     seconds = time.perf_counter() - start
     pairs = set(zip(result.rows["query"], result.rows["target"]))
@@ -174,8 +171,6 @@ def _synthetic_texts(work: Path) -> list[str]:
 def prepare_shared_embeddings(data: Path, work: Path) -> None:
     """Read sentence-transformers' cache of the cold run; add SCALE-1 synthetic candidates per real one."""
     from sentence_transformers import SentenceTransformer
-
-    from qckit.models import resolve
 
     train, _ = _load(data)
     positives, corpus = _st_inputs(train, [])

@@ -33,6 +33,7 @@ from benchmarks.common import peak_rss_mib, shared_data_dir, timed, write_result
 from qckit import noise
 from qckit.config import NoiseParams, load_params
 from qckit.data import read_pairs
+from qckit.features import embed_pairs, pair_features
 
 NAME = "noise_detection"
 FILE = "cikm-qc-sample/train_QC.jsonl"
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="qckit-bench-emb-") as tmp, timed() as t_embed:
         cache = None if args.warm else tmp
-        q, t = noise.embed_pairs(noisy, cache_dir=cache)
+        q, t = embed_pairs(noisy, cache_dir=cache)
         features = noise.detector_features(noisy, cache_dir=cache)
     detectors: dict[str, dict] = {}
 
@@ -121,16 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 p = noise.self_validation_scores(noisy, fit_score)
         detectors[name] = {"scores": scores, "seconds": round(timer.seconds, 1), "auc_noisy_labels": auc(y, p),
-                           "auc_clean_labels": auc(clean_y, p), "auc_flip_ranking": auc(flipped, noise.disagreement(y, p)),
+                           "auc_clean_labels": auc(clean_y, p),
+                           "auc_flip_ranking": auc(flipped, noise.disagreement(y, p)),
                            "rules": rule_figures(y, p, flipped, defaults), **({"note": note} if note else {})}
         d = detectors[name]
-        print(f"{name:32} {timer.seconds:7.1f}s AUC {d['auc_clean_labels']:.3f}  default F1 {d['rules']['both']['f1']:.4f}"
-              f"  cleanlab F1 {d['rules']['cleanlab_default']['f1']:.4f}", flush=True)
+        print(f"{name:32} {timer.seconds:7.1f}s AUC {d['auc_clean_labels']:.3f}"
+              f"  default F1 {d['rules']['both']['f1']:.4f}  cleanlab F1 {d['rules']['cleanlab_default']['f1']:.4f}",
+              flush=True)
         return p
 
     lr = noise.embedding_lr(features, y, c=defaults.lr_c, seed=SEED)
     run("embedding_lr", lr, note="qckit default detector")
-    run("embedding_lr_no_leaf", noise.embedding_lr(noise.pair_features(q, t), y, c=defaults.lr_c, seed=SEED))
+    run("embedding_lr_no_leaf", noise.embedding_lr(pair_features(q, t), y, c=defaults.lr_c, seed=SEED))
     run("embedding_lr_self_validation", lr, scores="self_validation", note="the paper's in-sample scores")
     run("knn_25", knn_fit_score(q, t, y), note="tried; not in qckit")
     run("hgb_pca64", hgb_fit_score(q, t, y, seed=SEED), note="tried; not in qckit")
@@ -152,8 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = noise.cross_validation_scores(noisy_s, noise.embedding_lr(features, y_s, c=defaults.lr_c, seed=seed),
                                           folds=FOLDS, seed=seed)
         rules = rule_figures(y_s, p, flipped_s, defaults)
-        seeds[str(seed)] = {"default_f1": rules[defaults.rule]["f1"], "baseline_f1": rules["cleanlab_default"]["f1"],
-                            "flag_ratio": round(rules[defaults.rule]["flagged"] / max(1, rules["cleanlab_default"]["flagged"]), 3)}
+        chosen, cleanlab = rules[defaults.rule], rules["cleanlab_default"]
+        seeds[str(seed)] = {"default_f1": chosen["f1"], "baseline_f1": cleanlab["f1"],
+                            "flag_ratio": round(chosen["flagged"] / max(1, cleanlab["flagged"]), 3)}
         print(f"seed {seed}: default F1 {seeds[str(seed)]['default_f1']:.4f}, "
               f"baseline F1 {seeds[str(seed)]['baseline_f1']:.4f}", flush=True)
     random_f1 = noise.random_flags_expected(default["flagged"], flipped)["f1"]

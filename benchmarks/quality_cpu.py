@@ -4,14 +4,15 @@ For each CPU profile (``default``: e5 cross-encoder; ``cpu-llm``: Gemma-3-270m y
 ``cpu-trees``: frozen e5 + neighbour labels + boosted trees; ``cpu-tuned``: the same after fine-tuning the
 encoder, ~40 min for both samples; ``cpu-best``: per task the best of these, QC's trees blended with trees
 on a cross-fitted USE encoder, QI's with an e5 cross-encoder, ~55 min for both; the last two not in the
-default list) and each real sample (QC: ten languages; QI: English), the chain runs without the data steps (the ablation's ``baseline``) and reports dev F1 at
-held-out thresholds (no dev row helps choose its own threshold) with its bootstrap interval, the
-all-positive F1 of the same rows, training time and peak memory.
+default list) and each real sample (QC: ten languages; QI: English), the chain runs without the data steps
+(the ablation's ``baseline``) and reports dev F1 at held-out thresholds (no dev row helps choose its own
+threshold) with its bootstrap interval, the all-positive F1 of the same rows, training time and peak memory.
 
 Goal (issue 3): QC and QI dev F1 >= 0.84 for the best CPU profile, each in under 45 minutes of training
 on 2 cores. Slow profiles train on a stratified sample (``MAX_ROWS``), said in the figures.
 
-    python -m benchmarks.quality_cpu [--profiles default,cpu-llm,cpu-trees,cpu-tuned,cpu-best] [--datasets QC,QI] [--keep DIR]
+    python -m benchmarks.quality_cpu [--profiles default,cpu-llm,cpu-trees,cpu-tuned,cpu-best] [--datasets QC,QI]
+                                     [--keep DIR]
 """
 from __future__ import annotations
 

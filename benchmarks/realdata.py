@@ -12,7 +12,11 @@ figure; both beside the all-positive F1 of the same rows, with bootstrap 95% int
 """
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +24,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from benchmarks.common import REPO, shared_data_dir
+from benchmarks.common import REPO, shared_data_dir, write_result
+from qckit.ablation import run_ablation
+from qckit.calibrate import all_positive_f1, bootstrap_f1, f1_from_counts, held_out_threshold_predictions
 from qckit.config import load_params
+from qckit.noise import inject_noise
 
 OFFICIAL_TRAIN_LANGUAGES = ["en", "fr", "es", "ko", "pt", "ja"]
 FILES = {"QC": ("cikm-qc-sample", "train_QC.jsonl", "dev_QC.jsonl"),
@@ -47,8 +54,6 @@ def dev_sample(out: Path, dataset: str, rows: int, seed: int = 0) -> Path:
 
 def flipped_train(out: Path, dataset: str, rate: float, seed: int = 0) -> Path:
     """The train file with ``rate`` of its labels flipped (``qckit.noise.inject_noise``), as JSON lines under out."""
-    from qckit.noise import inject_noise
-
     folder, train, _ = FILES[dataset]
     raw = pd.read_json(shared_data_dir() / folder / train, lines=True, dtype=False)
     noisy, _ = inject_noise(raw, rate, seed=seed)
@@ -72,8 +77,8 @@ def profile(out: Path, *, dataset: str, model_profile: str, name: str, train_lan
     data = shared_data_dir() / folder
     dev_file = dev_sample(out, dataset, dev_rows) if dev_rows else data / dev
     base["name"] = name
-    base["data"].update({"train": [str(train_file or data / train)], "dev": [str(dev_file)], "test": [], "tasks": [dataset],
-                         "train_languages": train_languages})
+    base["data"].update({"train": [str(train_file or data / train)], "dev": [str(dev_file)], "test": [],
+                         "tasks": [dataset], "train_languages": train_languages})
     for section in ("translation", "negatives"):
         base[section]["tasks"] = [dataset]
     if dataset == "QI":  # English only: no zero-shot language to translate into
@@ -88,8 +93,6 @@ def profile(out: Path, *, dataset: str, model_profile: str, name: str, train_lan
 
 def run_variants(params_path: Path, variants: list[str], out: Path, ablation_id: str) -> pd.DataFrame:
     """Run the variants (``qckit.ablation``); the ablation table (one row per variant and task)."""
-    from qckit.ablation import run_ablation
-
     table, _ = run_ablation(params_path, variants=variants, ablation_id=ablation_id, outputs_dir=out,
                             progress=False)
     return table
@@ -110,8 +113,6 @@ def training_figures(run: Path) -> dict[str, Any]:
 
 def held_out_predictions(run: Path, *, folds: int = 5, seed: int = 13) -> pd.DataFrame:
     """A run's labelled dev predictions with ``pred``: 0/1 at held-out thresholds (fitted on the other folds)."""
-    from qckit.calibrate import held_out_threshold_predictions
-
     preds = pd.read_parquet(run / "predictions" / "dev.parquet").dropna(subset=["label"]).reset_index(drop=True)
     return preds.assign(pred=held_out_threshold_predictions(preds, folds=folds, seed=seed))
 
@@ -121,8 +122,6 @@ def slice_f1(run: Path, *, language: str | None = None, folds: int = 5, seed: in
 
     Thresholds are fitted per fold on all languages' other folds, then the language's rows are scored.
     """
-    from qckit.calibrate import all_positive_f1, bootstrap_f1
-
     preds = held_out_predictions(run, folds=folds, seed=seed)
     pred = preds["pred"].to_numpy()
     keep = np.ones(len(preds), bool) if language is None else (preds["language"] == language).to_numpy()
@@ -144,8 +143,6 @@ def step_effect(variant: str, dataset: str, out: Path, *, model_profile: str = "
 
     ``flip_rate``: train on a copy of the train file with that share of labels flipped (seed 0).
     """
-    import time
-
     name = f"{variant}-effect-{dataset.lower()}" + (f"-flipped-{flip_rate:g}" if flip_rate else "")
     train_file = flipped_train(out, dataset, flip_rate) if flip_rate else None
     params = profile(out, dataset=dataset, model_profile=model_profile, name=name, train_file=train_file)
@@ -172,12 +169,6 @@ def effect_main(benchmark: str, variant: str, doc: str, argv: list[str] | None =
 
     Result keys: the dataset (``QC``), or with a flip rate ``QC_flipped_0.1``.
     """
-    import argparse
-    import sys
-    import tempfile
-
-    from benchmarks.common import write_result
-
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--datasets", default="QC,QI")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
@@ -215,11 +206,10 @@ def paired_gain(run_a: Path, run_b: Path, *, language: str | None = None, n: int
     Both runs' predictions are at held-out thresholds. The paired interval is what says whether a gain is
     clear: two overlapping marginal intervals can still hide a consistent difference, and vice versa.
     """
-    from qckit.calibrate import f1_from_counts
-
     keep = ["id", "language", "label", "pred"]
     both = held_out_predictions(run_a, folds=folds, seed=seed)[keep].merge(
-        held_out_predictions(run_b, folds=folds, seed=seed)[keep], on=["id", "language", "label"], suffixes=("_a", "_b"))
+        held_out_predictions(run_b, folds=folds, seed=seed)[keep], on=["id", "language", "label"],
+        suffixes=("_a", "_b"))
     if language is not None:
         both = both[both["language"] == language]
     y = both["label"].to_numpy(int)

@@ -17,6 +17,12 @@ import time
 import numpy as np
 
 from benchmarks.common import peak_rss_mib, shared_data_dir, write_result
+from qckit import heads
+from qckit.config import TrainingParams
+from qckit.data import read_pairs
+from qckit.heads.common import LoadedModel
+from qckit.heads.transformer import Encoder
+from qckit.models import resolve
 
 
 def generate_baseline(model, tokenizer, feats, label_ids, batch_size: int) -> np.ndarray:
@@ -50,24 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from qckit.config import TrainingParams
-    from qckit.data import read_pairs
-    from qckit.models import resolve
-    from qckit.scoring import score_pairs
-    from qckit.train import Encoder
-
     torch.set_num_threads(args.threads)
     df = read_pairs(data / "cikm-qc-sample" / "dev_QC.jsonl").sample(frac=1.0, random_state=0).head(args.rows)
     path = resolve("gemma-3-270m")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tp = TrainingParams(head="yes_no", max_length=96)
-    meta = {"head": "yes_no", "training": tp.model_dump(mode="json")}
+    loaded = LoadedModel("yes_no", {"head": "yes_no", "training": tp.model_dump(mode="json")}, model,
+                         tokenizer=tokenizer)
     encoder = Encoder(tokenizer, "yes_no", tp)
     feats = encoder.encode(df)
 
     start = time.perf_counter()
-    fast = score_pairs(None, df, loaded=(model, tokenizer, meta), batch_size=args.batch_size)["score"].to_numpy()
+    fast = heads.score(loaded, df, batch_size=args.batch_size)["score"].to_numpy()
     qckit_s = time.perf_counter() - start
     start = time.perf_counter()
     with torch.inference_mode():
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "shared_prefix_tokens": len(encoder.prefix_ids("QC")), "peak_rss_mib": round(peak_rss_mib(), 1),
     }
     path = write_result(
-        "scoring_speed", baseline="batched model.generate(max_new_tokens=1, output_logits=True), same ids and batch size",
+        "scoring_speed",
+        baseline="batched model.generate(max_new_tokens=1, output_logits=True), same ids and batch size",
         figures=figures, goal="at least 3x the pairs/s of the generate baseline, probabilities equal within 1e-4",
         met=bool(speedup >= 3.0 and diff <= 1e-4),
         data=f"{len(df)} rows of cikm-qc-sample/dev_QC.jsonl (shuffled, seed 0), Gemma-3-270m (base, fp32)",

@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# tests import benchmarks/ (not an installed package) as well as qckit: the repository root must be importable
+# whether pytest runs as `python -m pytest` (which adds the working folder) or as the `pytest` script
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
