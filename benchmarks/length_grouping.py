@@ -46,7 +46,8 @@ def rows_to_train(n: int, scratch: Path):
 def train_once(rows, grouped: bool, out: Path) -> dict:
     tp = load_params(REPO / "params" / "cpu-best.yaml").training.for_task("QI")
     tp = tp.model_copy(update={"embedding": tp.embedding.model_copy(
-        update={"length_grouping": grouped, "cross_encoder_max_rows": None})})
+        update={"length_grouping": grouped,
+                "cross_encoder": tp.embedding.cross_encoder.model_copy(update={"max_rows": None})})})
     figures = train_cross_encoder(rows, "multilingual-e5-small", out, tp, seed=13)
     losses = [h["loss"] for h in figures["cross_encoder_log_history"]]
     return {"seconds": round(figures["cross_encoder_seconds"], 2),

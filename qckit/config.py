@@ -164,6 +164,58 @@ class LoraParams(Section):
     )
 
 
+class EncoderTuningParams(Section):
+    fine_tune: bool = Field(
+        False, description="Fine-tune the encoder on the labelled pairs first (sentence-transformers' Trainer, "
+        "with `loss`), then take the trees' features from it; saved in the model folder.")
+    loss: Literal["cosent", "bce"] = Field(
+        "bce", description="'bce': binary cross-entropy on the scaled cosine of query and target; 'cosent': "
+        "sentence-transformers' CoSENTLoss (relevant pairs' cosines ranked above irrelevant ones'). 'bce' gave the "
+        "trees the better dev AUC (measured: benchmarks/profiles.md).")
+    epochs: float = Field(1.0, gt=0, description="Epochs of encoder fine-tuning.")
+    learning_rate: float = Field(5e-5, gt=0, description="Learning rate of encoder fine-tuning.")
+    batch_size: int = Field(32, ge=2, description="Pairs per step (CoSENT compares the pairs of a batch with "
+                            "each other).")
+    max_rows: int | None = Field(None, ge=2, description="Fine-tune on at most this many rows (a seeded sample); "
+                                 "the trees still see every row.")
+
+
+class CrossEncoderParams(Section):
+    enabled: bool = Field(
+        False, description="Also fine-tune an encoder as a mean-pooled cross-encoder (sentence-transformers' "
+        "CrossEncoderTrainer, binary cross-entropy) and blend its log-odds with the trees' (`weight`); saved in the "
+        "model folder.")
+    model: str | None = Field(
+        None, description="The encoder it starts from (a model spec, see qckit.models.resolve); None: "
+        "models.classifier. The built-in all-minilm-l6-v2 (English, 6 layers) fine-tunes faster than e5 "
+        "(measured: benchmarks/profiles.md).")
+    weight: float = Field(0.5, ge=0, le=1, description="Its share of the blended log-odds (the trees get the rest).")
+    epochs: float = Field(1.0, gt=0, description="Epochs of cross-encoder fine-tuning.")
+    learning_rate: float = Field(5e-5, gt=0, description="Learning rate of the cross-encoder's encoder.")
+    head_learning_rate: float = Field(
+        1e-3, gt=0, description="Learning rate of its linear score layer: it starts at zero, and until it moves the "
+        "encoder gets no gradient (measured: benchmarks/profiles.md).")
+    batch_size: int = Field(32, gt=0, description="Pairs per step of cross-encoder fine-tuning.")
+    max_length: int = Field(64, gt=8, description="Tokens per (query, target) pair, prompts included.")
+    max_rows: int | None = Field(None, ge=2, description="Fine-tune on at most this many rows (a seeded sample); "
+                                 "the trees still see every row.")
+
+
+class SecondEncoderParams(Section):
+    model: Literal["use-multilingual-v3"] | None = Field(
+        None, description="A second encoder, fine-tuned and cross-fitted, with trees of its own blended into the "
+        "log-odds (`weight`); None: none. 'use-multilingual-v3': Google's Universal Sentence Encoder multilingual "
+        "(qckit.heads.use_encoder). Each training row's features come from an encoder and neighbour bank that never "
+        "saw its query (`folds`); the saved encoder is trained on all rows. Measured: benchmarks/profiles.md.")
+    weight: float = Field(0.5, ge=0, le=1, description="Share of its trees in the blended log-odds (the first "
+                          "trees get the rest).")
+    folds: int = Field(5, ge=2, description="Query-grouped folds of the cross-fitting: one encoder fine-tuned per "
+                       "fold, plus the one on all rows that is saved.")
+    epochs: float = Field(2.0, gt=0, description="Epochs of each fine-tuning.")
+    learning_rate: float = Field(3e-4, gt=0, description="Its learning rate (the word table is frozen).")
+    batch_size: int = Field(64, ge=2, description="Pairs per step of its fine-tuning.")
+
+
 class EmbeddingHeadParams(Section):
     neighbours: int = Field(30, ge=0, description="Closest training queries whose labels become features; 0: none.")
     trees: int = Field(200, gt=0, description="Boosting iterations of the HistGradientBoosting estimator.")
@@ -173,19 +225,6 @@ class EmbeddingHeadParams(Section):
     max_features: float = Field(
         1.0, gt=0, le=1, description="Share of the features each tree split may choose from (a random subset per "
         "node): below 1 decorrelates the trees over the ~1,600 mostly-embedding columns.")
-    fine_tune_encoder: bool = Field(
-        False, description="Fine-tune the encoder on the labelled pairs first (sentence-transformers' Trainer, "
-        "encoder_loss), then take features from it; saved in the model folder.")
-    encoder_loss: Literal["cosent", "bce"] = Field(
-        "bce", description="'bce': binary cross-entropy on the scaled cosine of query and target; 'cosent': "
-        "sentence-transformers' CoSENTLoss (relevant pairs' cosines ranked above irrelevant ones'). 'bce' gave the "
-        "trees the better dev AUC (measured: benchmarks/profiles.md).")
-    encoder_epochs: float = Field(1.0, gt=0, description="Epochs of encoder fine-tuning.")
-    encoder_learning_rate: float = Field(5e-5, gt=0, description="Learning rate of encoder fine-tuning.")
-    encoder_batch_size: int = Field(32, ge=2, description="Pairs per step of encoder fine-tuning (CoSENT compares "
-                                    "the pairs of a batch with each other).")
-    encoder_max_rows: int | None = Field(None, ge=2, description="Fine-tune the encoder on at most this many "
-                                         "rows (a seeded sample); the trees still see every row.")
     length_grouping: bool = Field(
         False, description="Encoder and cross-encoder fine-tuning: batch rows of about the same length (in random "
         "order), so short pairs are not padded to a long one's length (faster; measured: benchmarks/profiles.md); "
@@ -193,38 +232,12 @@ class EmbeddingHeadParams(Section):
     query_context: bool = Field(
         True, description="Add how each row's features compare with the other rows of its query scored in the same "
         "call (gap to the best, rank): listwise context for result lists; a row's score then depends on its batch.")
-    cross_encoder: bool = Field(
-        False, description="Also fine-tune the encoder as a mean-pooled cross-encoder (sentence-transformers' "
-        "CrossEncoderTrainer, binary cross-entropy) and blend its log-odds with the trees' (cross_encoder_weight); "
-        "saved in the model folder.")
-    cross_encoder_model: str | None = Field(
-        None, description="The encoder the cross-encoder starts from (a model spec, see qckit.models.resolve); None: "
-        "models.classifier. The built-in all-minilm-l6-v2 (English, 6 layers) fine-tunes faster than e5 "
-        "(measured: benchmarks/profiles.md).")
-    cross_encoder_weight: float = Field(0.5, ge=0, le=1, description="Share of the cross-encoder in the blended "
-                                        "log-odds (the trees get the rest).")
-    cross_encoder_epochs: float = Field(1.0, gt=0, description="Epochs of cross-encoder fine-tuning.")
-    cross_encoder_learning_rate: float = Field(5e-5, gt=0, description="Learning rate of the cross-encoder's encoder.")
-    cross_encoder_head_learning_rate: float = Field(
-        1e-3, gt=0, description="Learning rate of its linear score layer: it starts at zero, and until it moves the "
-        "encoder gets no gradient (measured: benchmarks/profiles.md).")
-    cross_encoder_batch_size: int = Field(32, gt=0, description="Pairs per step of cross-encoder fine-tuning.")
-    cross_encoder_max_length: int = Field(64, gt=8, description="Tokens per (query, target) pair, prompts included.")
-    cross_encoder_max_rows: int | None = Field(None, ge=2, description="Fine-tune the cross-encoder on at most this "
-                                               "many rows (a seeded sample); the trees still see every row.")
-    second_encoder: Literal["use-multilingual-v3"] | None = Field(
-        None, description="A second encoder, fine-tuned and cross-fitted, with trees of its own blended into the "
-        "log-odds (second_encoder_weight): 'use-multilingual-v3', Google's Universal Sentence Encoder multilingual "
-        "(qckit.use_encoder). Each training row's features come from an encoder and neighbour bank that never saw "
-        "its query (second_encoder_folds); the saved encoder is trained on all rows. Measured: "
-        "benchmarks/profiles.md.")
-    second_encoder_weight: float = Field(0.5, ge=0, le=1, description="Share of the second encoder's trees in the "
-                                         "blended log-odds (the first trees get the rest).")
-    second_encoder_folds: int = Field(5, ge=2, description="Query-grouped folds of the cross-fitting: one encoder "
-                                      "fine-tuned per fold, plus the one on all rows that is saved.")
-    second_encoder_epochs: float = Field(2.0, gt=0, description="Epochs of each second-encoder fine-tuning.")
-    second_encoder_learning_rate: float = Field(3e-4, gt=0, description="Its learning rate (the word table is frozen).")
-    second_encoder_batch_size: int = Field(64, ge=2, description="Pairs per step of second-encoder fine-tuning.")
+    encoder: EncoderTuningParams = Field(default_factory=EncoderTuningParams,
+                                         description="Fine-tuning the trees' own encoder (bi-encoder) first.")
+    cross_encoder: CrossEncoderParams = Field(default_factory=CrossEncoderParams,
+                                              description="A cross-encoder trained beside the trees.")
+    second_encoder: SecondEncoderParams = Field(default_factory=SecondEncoderParams,
+                                                description="A second, cross-fitted encoder with trees of its own.")
 
 
 class TrainingParams(Section):
@@ -286,7 +299,7 @@ class TrainingParams(Section):
     num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None: torch's default.")
     per_task: dict[Task, dict[str, Any]] = Field(
         default_factory=dict, description="tasks_mode 'separate': settings of this section that differ for one "
-        "task's model, e.g. {QI: {embedding: {cross_encoder: true}}} (nested sections merge key by key).")
+        "task's model, e.g. {QI: {embedding: {cross_encoder: {enabled: true}}}} (nested sections merge key by key).")
 
     def for_task(self, task: str) -> TrainingParams:
         """This section with ``per_task[task]`` merged in (itself when the task has no overrides)."""

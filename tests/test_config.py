@@ -93,11 +93,12 @@ def test_per_task_settings_merge_into_one_tasks_model(tmp_path: Path):
     path = tmp_path / "p.yaml"
     path.write_text("name: x\ntraining:\n  head: embedding\n  tasks_mode: separate\n  embedding:\n    trees: 50\n"
                     "  per_task:\n    QI:\n      learning_rate: 1.0e-4\n      embedding:\n"
-                    "        cross_encoder: true\n")
+                    "        cross_encoder:\n          enabled: true\n")
     tp = load_params(path).training
     qi, qc = tp.for_task("QI"), tp.for_task("QC")
-    assert qi.embedding.cross_encoder and qi.embedding.trees == 50 and qi.learning_rate == 1e-4  # merged key by key
-    assert not qc.embedding.cross_encoder and qc.learning_rate == tp.learning_rate and qc == tp
+    # merged key by key
+    assert qi.embedding.cross_encoder.enabled and qi.embedding.trees == 50 and qi.learning_rate == 1e-4
+    assert not qc.embedding.cross_encoder.enabled and qc.learning_rate == tp.learning_rate and qc == tp
     assert qi.per_task == {}
 
 
@@ -195,9 +196,9 @@ def test_resolved_dump_has_no_extends_and_loads_alone(tmp_path: Path):
 
 def test_shipped_variants_are_their_parent_with_what_they_state():
     tuned, trees = load_params(REPO / "params" / "cpu-tuned.yaml"), load_params(REPO / "params" / "cpu-trees.yaml")
-    assert tuned.training.embedding.fine_tune_encoder and not trees.training.embedding.fine_tune_encoder
+    assert tuned.training.embedding.encoder.fine_tune and not trees.training.embedding.encoder.fine_tune
     assert tuned.model_dump(exclude={"name", "description", "training"}) == \
         trees.model_dump(exclude={"name", "description", "training"})
     best = load_params(REPO / "params" / "cpu-best.yaml").training
-    assert best.head == "embedding" and best.for_task("QC").embedding.second_encoder == "use-multilingual-v3"
-    assert best.for_task("QI").embedding.cross_encoder
+    assert best.head == "embedding" and best.for_task("QC").embedding.second_encoder.model == "use-multilingual-v3"
+    assert best.for_task("QI").embedding.cross_encoder.enabled

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 
 from qckit import heads
-from qckit.config import Params, TrainingParams, load_params
+from qckit.config import EmbeddingHeadParams, Params, TrainingParams, load_params
 from qckit.data import read_pairs
 from qckit.demo import write_demo
 from qckit.embed import embed_texts
@@ -230,16 +230,16 @@ def grouped_batches_drawn(monkeypatch) -> list[int]:
 
 @pytest.mark.parametrize("loss", ["cosent", "bce"])
 def test_a_fine_tuned_encoder_is_saved_with_the_trees_and_travels_with_the_folder(tmp_path, loss, monkeypatch):
-    """fine_tune_encoder: sentence-transformers trains the (tiny random) encoder on the pairs first (length-grouped
-    batches, or random ones with length_grouping off); its folder sits in the model folder, the trees read its
-    embeddings, and a moved model folder scores the same."""
+    """embedding.encoder.fine_tune: sentence-transformers trains the (tiny random) encoder on the pairs first
+    (length-grouped batches, or random ones with length_grouping off); its folder sits in the model folder, the
+    trees read its embeddings, and a moved model folder scores the same."""
     monkeypatch.setenv("QCKIT_CACHE", str(tmp_path / "user-cache"))
     paths = write_demo(tmp_path / "demo", seed=0, queries_per_language=8)
     train, dev = read_pairs(paths["train_QI"]), read_pairs(paths["dev_QI"])
     params = load_params(REPO / "params" / "smoke.yaml")
-    embedding = params.training.embedding.model_copy(update={
-        "trees": 10, "fine_tune_encoder": True, "encoder_max_rows": 64, "encoder_batch_size": 16,
-        "encoder_learning_rate": 1e-3, "encoder_loss": loss, "length_grouping": loss == "bce"})
+    embedding = EmbeddingHeadParams.model_validate({  # validated: the nested encoder sections are models
+        **params.training.embedding.model_dump(), "trees": 10, "length_grouping": loss == "bce",
+        "encoder": {"fine_tune": True, "max_rows": 64, "batch_size": 16, "learning_rate": 1e-3, "loss": loss}})
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
     sampled = grouped_batches_drawn(monkeypatch)
@@ -296,10 +296,10 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
     paths = write_demo(tmp_path / "demo", seed=0, queries_per_language=8)
     train, dev = read_pairs(paths["train_QI"]), read_pairs(paths["dev_QI"])
     params = load_params(REPO / "params" / "smoke.yaml")
-    embedding = params.training.embedding.model_copy(update={
-        "trees": 10, "cross_encoder": True, "cross_encoder_max_rows": 64, "cross_encoder_batch_size": 16,
-        "cross_encoder_epochs": 8, "cross_encoder_learning_rate": 1e-3, "cross_encoder_weight": 0.3,
-        "cross_encoder_model": "tiny:xlm-roberta",  # another encoder than the trees' (tiny:bert)
+    embedding = EmbeddingHeadParams.model_validate({  # validated: the nested encoder sections are models
+        **params.training.embedding.model_dump(), "trees": 10, "cross_encoder": {
+            "enabled": True, "max_rows": 64, "batch_size": 16, "epochs": 8, "learning_rate": 1e-3, "weight": 0.3,
+            "model": "tiny:xlm-roberta"},  # another encoder than the trees' (tiny:bert)
         "length_grouping": True})
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
@@ -326,7 +326,7 @@ def test_a_cross_encoder_is_trained_beside_the_trees_and_blended_into_their_log_
 def test_a_cross_fitted_second_encoder_adds_its_trees_to_the_blend(tmp_path, monkeypatch):
     """training.embedding.second_encoder: USE is fine-tuned once per query-grouped fold (never on the queries
     whose features it gives) and once on every row (saved); its own trees join the log-odds with
-    second_encoder_weight; a moved model folder scores the same."""
+    second_encoder.weight; a moved model folder scores the same."""
     tuned_on: list[set[str]] = []
     tune = use_encoder.fine_tune_use
     monkeypatch.setattr(use_encoder, "fine_tune_use",
@@ -334,9 +334,9 @@ def test_a_cross_fitted_second_encoder_adds_its_trees_to_the_blend(tmp_path, mon
     paths = write_demo(tmp_path / "demo", seed=0, queries_per_language=8)
     train, dev = read_pairs(paths["train_QC"]), read_pairs(paths["dev_QC"])
     params = load_params(REPO / "params" / "smoke.yaml")
-    embedding = params.training.embedding.model_copy(update={
-        "trees": 10, "second_encoder": "use-multilingual-v3", "second_encoder_folds": 3, "second_encoder_epochs": 1,
-        "second_encoder_weight": 0.4})
+    embedding = EmbeddingHeadParams.model_validate({  # validated: the nested encoder sections are models
+        **params.training.embedding.model_dump(), "trees": 10,
+        "second_encoder": {"model": "use-multilingual-v3", "folds": 3, "epochs": 1, "weight": 0.4}})
     params = params.model_copy(update={"training": params.training.model_copy(update={"head": "embedding",
                                                                                   "embedding": embedding})})
     figures = heads.train(train, dev, params, output_dir=tmp_path / "m")
@@ -363,7 +363,8 @@ def test_cross_fitting_needs_two_queries_and_says_so(tmp_path):
     """One distinct query (however written) cannot be split into folds: a clear error, nothing written."""
     rows = pd.DataFrame({"task": "QC", "query": ["red shoes", "Red  Shoes", "red shoes"],
                          "target": ["shoes", "hats", "shoes,sneakers"], "label": [1, 0, 1]})
-    tp = TrainingParams.model_validate({"head": "embedding", "embedding": {"second_encoder": "use-multilingual-v3"}})
+    tp = TrainingParams.model_validate(
+        {"head": "embedding", "embedding": {"second_encoder": {"model": "use-multilingual-v3"}}})
     with pytest.raises(ValueError, match="1 distinct query"):
         train_second_encoder(rows, tp, {}, tmp_path / "second", seed=0)
     assert not (tmp_path / "second").exists()

@@ -5,7 +5,7 @@ averaged and a linear layer turns them into a log-odds of relevance; sentence-tr
 ``CrossEncoder`` (Transformer -> mean Pooling -> Dense to ``scores``) trained by its ``CrossEncoderTrainer``
 with binary cross-entropy. The pooling is the point: e5 was trained to mean-pool, and
 ``AutoModelForSequenceClassification`` (the ``classifier`` head) reads the untrained [CLS] pooler instead.
-The score layer starts at zero with its own, higher learning rate (``cross_encoder_head_learning_rate``):
+The score layer starts at zero with its own, higher learning rate (``cross_encoder.head_learning_rate``):
 at the encoder's rate it barely moves, and while it is near zero the encoder behind it gets no gradient.
 
 Example:
@@ -115,9 +115,9 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    e = tp.embedding
-    rows = sample_rows(train_df, e.cross_encoder_max_rows, seed).reset_index(drop=True)
-    model, prompts = build_cross_encoder(base, max_length=e.cross_encoder_max_length, models_dir=models_dir, seed=seed,
+    e = tp.embedding.cross_encoder
+    rows = sample_rows(train_df, e.max_rows, seed).reset_index(drop=True)
+    model, prompts = build_cross_encoder(base, max_length=e.max_length, models_dir=models_dir, seed=seed,
                                          prior=float(rows["label"].mean()))
     if tp.freeze_embeddings:  # most of a multilingual encoder's weights: frozen, a step costs about half as much
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
@@ -125,20 +125,20 @@ def train_cross_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp:
     # gradient; the Trainer adds its warm-up and linear decay to this optimizer
     head = list(model[2].parameters())
     body = [p for p in model[0].parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": body, "lr": e.cross_encoder_learning_rate},
-                                   {"params": head, "lr": e.cross_encoder_head_learning_rate}],
+    optimizer = torch.optim.AdamW([{"params": body, "lr": e.learning_rate},
+                                   {"params": head, "lr": e.head_learning_rate}],
                                   weight_decay=tp.weight_decay)
     queries, targets = zip(*pair_inputs(rows, prompts))
     data = Dataset.from_dict({"query": list(queries), "target": list(targets),
                               "label": rows["label"].astype(float).tolist()})
-    steps = int(np.ceil(len(rows) / e.cross_encoder_batch_size * e.cross_encoder_epochs))
+    steps = int(np.ceil(len(rows) / e.batch_size * e.epochs))
     scratch = tempfile.TemporaryDirectory(prefix="qckit-cross-encoder-")  # the Trainer's output_dir: nothing kept
     args = CrossEncoderTrainingArguments(
-        output_dir=scratch.name, num_train_epochs=e.cross_encoder_epochs,
-        per_device_train_batch_size=e.cross_encoder_batch_size, learning_rate=e.cross_encoder_learning_rate,
+        output_dir=scratch.name, num_train_epochs=e.epochs,
+        per_device_train_batch_size=e.batch_size, learning_rate=e.learning_rate,
         warmup_steps=int(np.ceil(0.06 * steps)), weight_decay=tp.weight_decay, seed=seed, save_strategy="no",
         report_to=[], logging_steps=max(1, steps // 20), disable_tqdm=True,
-        batch_sampler=batch_sampler(e.length_grouping),
+        batch_sampler=batch_sampler(tp.embedding.length_grouping),
         **device_args(),
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model),

@@ -16,11 +16,11 @@ in seconds rather than tens of minutes. Each row gets:
   those of the other rows of the same query scored together (gap to the best, rank). On real QI (about six
   titles per query) this is worth about +0.4 points of dev AUC; QC has about one row per query.
 
-Three optional learned parts (``training.embedding``): ``fine_tune_encoder`` trains the encoder as a bi-encoder
-on the pairs first and the trees read its embeddings (helps QC); ``second_encoder`` fine-tunes USE multilingual
+Three optional learned parts (``training.embedding``): ``encoder.fine_tune`` trains the encoder as a bi-encoder
+on the pairs first and the trees read its embeddings (helps QC); ``second_encoder.model`` fine-tunes USE multilingual
 (``qckit.heads.use_encoder``), cross-fitted, and blends the log-odds of trees on its features in (helps QC);
-``cross_encoder`` trains a mean-pooled cross-encoder beside the trees (``qckit.heads.cross_encoder``; from
-``cross_encoder_model``, by default the same encoder) and each row's log-odds blend the two (helps QI).
+``cross_encoder.enabled`` trains a mean-pooled cross-encoder beside the trees (``qckit.heads.cross_encoder``;
+from ``cross_encoder.model``, by default the same encoder) and each row's log-odds blend the two (helps QI).
 With ``tasks_mode: separate``, ``training.per_task`` picks them per task (``params/cpu-best.yaml``).
 
 The estimator is scikit-learn's ``HistGradientBoostingClassifier``; the bank of labelled training rows
@@ -291,7 +291,7 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
                       models_dir: str | None = None) -> dict[str, Any]:
     """Fine-tune the sentence encoder on the labelled pairs and save it (a sentence-transformers folder).
 
-    Loss (``encoder_loss``): ``bce``, binary cross-entropy on the scaled cosine of query and target
+    Loss (``training.embedding.encoder.loss``): ``bce``, binary cross-entropy on the scaled cosine of query and target
     (``scaled_cosine_bce_loss``), or sentence-transformers' ``CoSENTLoss`` (within each batch, every
     relevant pair's cosine ranked above every irrelevant pair's). Either way the cosine, which the trees and
     the neighbour search read, learns relevance. Each side gets the model's own prompt (``query: `` /
@@ -307,8 +307,8 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
     )
     from sentence_transformers.sentence_transformer.losses import CoSENTLoss
 
-    e = tp.embedding
-    rows = sample_rows(train_df, e.encoder_max_rows, seed).reset_index(drop=True)
+    e = tp.embedding.encoder
+    rows = sample_rows(train_df, e.max_rows, seed).reset_index(drop=True)
     model = SentenceTransformer(str(resolve(base, cache_dir=models_dir)), device=inference_device())
     if tp.freeze_embeddings:  # most of a multilingual encoder's weights: frozen, a step costs half as much
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
@@ -318,18 +318,18 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
     data = Dataset.from_dict({"query": rows["query"].fillna("").astype(str).tolist(),
                               "target": rows["target"].fillna("").astype(str).tolist(),
                               "score": rows["label"].astype(float).tolist()})
-    steps = int(np.ceil(len(rows) / e.encoder_batch_size * e.encoder_epochs))
+    steps = int(np.ceil(len(rows) / e.batch_size * e.epochs))
     scratch = tempfile.TemporaryDirectory(prefix="qckit-encoder-")  # the Trainer's output_dir: nothing kept there
     args = SentenceTransformerTrainingArguments(
-        output_dir=scratch.name, num_train_epochs=e.encoder_epochs,
-        per_device_train_batch_size=e.encoder_batch_size, learning_rate=e.encoder_learning_rate,
+        output_dir=scratch.name, num_train_epochs=e.epochs,
+        per_device_train_batch_size=e.batch_size, learning_rate=e.learning_rate,
         warmup_steps=int(np.ceil(0.06 * steps)), seed=seed, save_strategy="no", report_to=[],
         logging_steps=max(1, steps // 20), prompts=prompts,
-        batch_sampler=batch_sampler(e.length_grouping),
+        batch_sampler=batch_sampler(tp.embedding.length_grouping),
         **device_args(),
         disable_tqdm=True,
     )
-    loss = CoSENTLoss(model) if e.encoder_loss == "cosent" else scaled_cosine_bce_loss(model)
+    loss = CoSENTLoss(model) if e.loss == "cosent" else scaled_cosine_bce_loss(model)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss,
                                          callbacks=trainer_progress("fine-tuning the encoder"))
     start = time.perf_counter()
@@ -415,14 +415,13 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
     import joblib
     from sklearn.metrics import roc_auc_score
 
-    e = tp.embedding
+    e = tp.embedding.second_encoder
     start = time.perf_counter()
     y = train_df["label"].to_numpy(int)
     queries, targets, _ = _use_texts(train_df)
-    tune = {"epochs": e.second_encoder_epochs, "learning_rate": e.second_encoder_learning_rate,
-            "batch_size": e.second_encoder_batch_size, "seed": seed}
+    tune = {"epochs": e.epochs, "learning_rate": e.learning_rate, "batch_size": e.batch_size, "seed": seed}
     try:  # query-grouped (a translation stays with its source row), stratified, at most one fold per query
-        fold_of = grouped_folds(train_df, e.second_encoder_folds, seed=seed)
+        fold_of = grouped_folds(train_df, e.folds, seed=seed)
     except ValueError as err:
         raise ValueError(f"training.embedding.second_encoder is cross-fitted: {err}") from err
     folds = int(fold_of.max()) + 1
@@ -515,13 +514,13 @@ def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *
     y = train_df["label"].to_numpy(int)
     caches = (params.negatives.cache_dir, params.models.cache_dir)
     extra: dict[str, Any] = {}
-    if tp.embedding.fine_tune_encoder:
+    if tp.embedding.encoder.fine_tune:
         extra = fine_tune_encoder(train_df, embedder, output_dir / ENCODER_DIR, tp, seed=seed,
                                   models_dir=params.models.cache_dir)
         embedder = str((output_dir / ENCODER_DIR).resolve())
         caches = (str(output_dir / ENCODER_CACHE_DIR), params.models.cache_dir)
-    if tp.embedding.cross_encoder:
-        base = tp.embedding.cross_encoder_model or params.models.classifier
+    if tp.embedding.cross_encoder.enabled:
+        base = tp.embedding.cross_encoder.model or params.models.classifier
         extra.update(train_cross_encoder(train_df, base, output_dir / CROSS_ENCODER_DIR, tp,
                                          seed=seed, models_dir=params.models.cache_dir))
     q, t, leaf = _embeddings(train_df, embedder, *caches)
@@ -536,18 +535,18 @@ def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *
         X_dev, y_dev = features(dev, dq, dt, dleaf, bank, tp, has_leaf=has_leaf), dev["label"].to_numpy(int)
     with stage(f"fitting {tp.embedding.trees} trees on {X.shape[0]:,} rows x {X.shape[1]:,} features"):
         model = _estimator(tp, seed, positive_weight(y.astype(float), tp)).fit(X, y)
-    if tp.embedding.second_encoder:
+    if tp.embedding.second_encoder.model:
         extra.update(train_second_encoder(train_df, tp, bank.idf, output_dir / SECOND_ENCODER_DIR, seed=seed))
     seconds = time.perf_counter() - start
     history = _curve(model, X, y, X_dev, y_dev, every=max(1, tp.embedding.trees // 20))
     output_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, output_dir / ESTIMATOR_FILE)
     bank.save(output_dir / BANK_FILE)
-    meta = {"head": "embedding", "method": "fine-tuned encoder" if tp.embedding.fine_tune_encoder else "frozen",
+    meta = {"head": "embedding", "method": "fine-tuned encoder" if tp.embedding.encoder.fine_tune else "frozen",
             "base_model": params.models.classifier, "base_spec": params.models.classifier,
-            "encoder": ENCODER_DIR if tp.embedding.fine_tune_encoder else None,
-            "cross_encoder": CROSS_ENCODER_DIR if tp.embedding.cross_encoder else None,
-            "second_encoder": SECOND_ENCODER_DIR if tp.embedding.second_encoder else None,
+            "encoder": ENCODER_DIR if tp.embedding.encoder.fine_tune else None,
+            "cross_encoder": CROSS_ENCODER_DIR if tp.embedding.cross_encoder.enabled else None,
+            "second_encoder": SECOND_ENCODER_DIR if tp.embedding.second_encoder.model else None,
             "has_leaf": has_leaf, "features": int(X.shape[1]), "training": tp.model_dump(mode="json"),
             "negatives_cache_dir": params.negatives.cache_dir, "models_cache_dir": params.models.cache_dir}
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -587,12 +586,12 @@ def logodds(loaded: LoadedModel, df: pd.DataFrame) -> np.ndarray:
         raise ValueError(f"{meta['model_dir']}: the model was trained on {meta['features']} features, this qckit "
                          f"computes {X.shape[1]}: it was written by another qckit version; train it again")
     logits = _tree_logits(estimator, X)
-    if meta.get("second_encoder"):  # blend the two sets of trees (training.embedding.second_encoder_weight)
-        w = tp.embedding.second_encoder_weight
+    if meta.get("second_encoder"):  # blend the two sets of trees (training.embedding.second_encoder.weight)
+        w = tp.embedding.second_encoder.weight
         second = second_encoder_logits(Path(meta["model_dir"]) / meta["second_encoder"], df, bank.idf, tp)
         logits = (1 - w) * logits + w * second
-    if meta.get("cross_encoder"):  # blend the two log-odds (training.embedding.cross_encoder_weight)
-        w = tp.embedding.cross_encoder_weight
+    if meta.get("cross_encoder"):  # blend the two log-odds (training.embedding.cross_encoder.weight)
+        w = tp.embedding.cross_encoder.weight
         ce = cross_encoder_logits(Path(meta["model_dir"]) / meta["cross_encoder"], df, batch_size=tp.eval_batch_size)
         logits = (1 - w) * logits + w * ce
     return logits
