@@ -1,9 +1,8 @@
 """Head ``embedding``: frozen sentence embeddings, nearest-labelled-neighbour features, gradient-boosted trees.
 
-The CPU head. On 2 cores, fine-tuning multilingual-e5-small as a cross-encoder on the real QC sample
-learned close to nothing (dev AUC 0.60 after an epoch of all layers, F1 at the all-positive floor), while
-the same model's *frozen* embeddings carry signal a tree ensemble can use (dev AUC 0.74 on the same rows),
-in seconds rather than tens of minutes. Each row gets:
+The CPU head: a small encoder's *frozen* embeddings carry signal a tree ensemble can use in seconds, where
+fine-tuning the same encoder as a cross-encoder on 2 cores takes tens of minutes to learn less (figures:
+benchmarks/profiles.md). Each row gets:
 
 - the pair features of ``qckit.features.pair_features``: ``[q, t, q*t, |q-t|, cos]`` (+ the leaf category for QC);
 - lexical features: word and character-trigram overlap of query and target (``LEXICAL_FEATURES``);
@@ -13,8 +12,8 @@ in seconds rather than tens of minutes. Each row gets:
   labelled with (essentially) this very target. "Queries like this one were judged relevant to this
   category" is the signal a small model cannot learn from 18k rows on its own;
 - query context (``training.embedding.query_context``): the neighbour and lexical features compared with
-  those of the other rows of the same query scored together (gap to the best, rank). On real QI (about six
-  titles per query) this is worth about +0.4 points of dev AUC; QC has about one row per query.
+  those of the other rows of the same query scored together (gap to the best, rank): it helps where a query
+  has several candidates (QI: about six titles per query); QC has about one row per query.
 
 Three optional learned parts (``training.embedding``): ``encoder.fine_tune`` trains the encoder as a bi-encoder
 on the pairs first and the trees read its embeddings (helps QC); ``second_encoder.model`` fine-tunes USE multilingual
@@ -295,9 +294,7 @@ def fine_tune_encoder(train_df: pd.DataFrame, base: str, output_dir: Path, tp: T
     (``scaled_cosine_bce_loss``), or sentence-transformers' ``CoSENTLoss`` (within each batch, every
     relevant pair's cosine ranked above every irrelevant pair's). Either way the cosine, which the trees and
     the neighbour search read, learns relevance. Each side gets the model's own prompt (``query: `` /
-    ``passage: `` for e5). Measured on real QC (``benchmarks/quality_cpu``, one epoch of 17,954 rows, 2 cores,
-    11-12 min): the trees then reach dev AUC 0.768 with ``bce``, 0.754 with ``cosent``; held-out F1 0.834
-    and 0.830 against 0.827 on frozen embeddings.
+    ``passage: `` for e5). The two losses compared on real QC: benchmarks/profiles.md.
     """
     from datasets import Dataset
     from sentence_transformers import (
