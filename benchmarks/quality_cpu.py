@@ -1,6 +1,7 @@
 """Dev F1 of the CPU profiles on the real samples: train on the train file, score dev.
 
-For each CPU profile (``default``: e5 cross-encoder; ``cpu-llm``: Gemma-3-270m yes/no with LoRA;
+For each CPU profile (``cpu-classifier``: e5 cross-encoder, the default profile's head until 2026-12-06;
+``cpu-llm``: Gemma-3-270m yes/no with LoRA;
 ``cpu-trees``: frozen e5 + neighbour labels + boosted trees; ``cpu-tuned``: the same after fine-tuning the
 encoder, ~40 min for both samples; ``cpu-best``: per task the best of these, QC's trees blended with trees
 on a cross-fitted USE encoder, QI's with an e5 cross-encoder, ~55 min for both; the last two not in the
@@ -11,7 +12,7 @@ threshold) with its bootstrap interval, the all-positive F1 of the same rows, tr
 Goal (issue 3): QC and QI dev F1 >= 0.84 for the best CPU profile, each in under 45 minutes of training
 on 2 cores. Slow profiles train on a stratified sample (``MAX_ROWS``), said in the figures.
 
-    python -m benchmarks.quality_cpu [--profiles default,cpu-llm,cpu-trees,cpu-tuned,cpu-best] [--datasets QC,QI]
+    python -m benchmarks.quality_cpu [--profiles cpu-classifier,cpu-llm,cpu-trees,cpu-tuned,cpu-best] [--datasets QC,QI]
                                      [--keep DIR]
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ GOAL_MINUTES = 45
 # Gemma-3-270m trains at ~2 rows/s on 2 cores and scores at 3.75 (loaded machine) to 29 rows/s (quiet;
 # benchmarks/results/scoring_speed): cpu-llm trains on a sample and scores a stratified dev sample, which it
 # also evaluates on after each epoch, to keep the benchmark within a session.
-MAX_ROWS = {("default", "QC"): None, ("default", "QI"): 20000, ("cpu-llm", "QC"): 500, ("cpu-llm", "QI"): 500}
+MAX_ROWS = {("cpu-classifier", "QC"): None, ("cpu-classifier", "QI"): 20000,
+            ("cpu-llm", "QC"): 500, ("cpu-llm", "QI"): 500}
 DEV_ROWS = {("cpu-llm", "QC"): 800, ("cpu-llm", "QI"): 800}
 
 
@@ -80,7 +82,7 @@ def write(results: dict) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", default="default,cpu-llm,cpu-trees")
+    parser.add_argument("--profiles", default="cpu-classifier,cpu-llm,cpu-trees")
     parser.add_argument("--datasets", default="QC,QI")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
     args = parser.parse_args(argv)
