@@ -33,7 +33,7 @@ import pandas as pd
 from qckit.config import Params, dump_params, load_params
 from qckit.pipeline import run_chain
 from qckit.plots import ablation as ablation_plots
-from qckit.report import CSP
+from qckit.report import CSP, REPORT_FILE_MODE
 from qckit.runs import Run, write_text_atomic
 from qckit.steps import CALIBRATION, TRAINING
 
@@ -153,4 +153,4 @@ figures (arXiv 2510.21671, cumulative additions on Qwen3-14B) are shown for refe
 {steps.to_html(escape=True, border=0)}
 <h2>Runs</h2><ul>{links}</ul></body></html>
 """
-    return write_text_atomic(root / "index.html", page)
+    return write_text_atomic(root / "index.html", page, mode=REPORT_FILE_MODE)

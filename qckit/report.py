@@ -1,14 +1,21 @@
 """Stakeholder reports: every executed notebook as HTML without code, and an index page.
 
-Reports leave the team and queries are user text, so the pages are built to be inert:
-- every HTML or Markdown output of a code cell is cleaned with bleach against an allow-list of the
-  markup reports need (headings, paragraphs, tables, lists, inline images from data: URIs); anything
-  else is stripped, attributes such as `onerror=` included. nbconvert's own `sanitize_html` is not used:
-  its allow-list has no headings, paragraphs or table heads, so it shows the tables of pandas as markup;
+Reports leave the team, queries are user text, and a received run's notebooks may have been edited, so
+the pages are built to be inert:
+- every Markdown cell, raw cell and HTML or Markdown output of a code cell is cleaned with bleach against
+  one allow-list of the markup reports need (headings, paragraphs, tables, lists, code, emphasis, links to
+  http/https/mailto and in-page #anchors, inline images from data: URIs); anything else is stripped:
+  `<meta>`, `<iframe>`, `<form>`, `<object>`, `<embed>`, event attributes such as `onerror=`,
+  `javascript:` and relative links. nbconvert's own `sanitize_html` is not used: its allow-list has no
+  headings, paragraphs or table heads, so it shows the tables of pandas as markup;
+- Markdown cells are rendered here (their attachments inlined, no local file read) and reach the
+  template as finished HTML; outputs keep only the types a static page shows (text, HTML, LaTeX,
+  PNG/JPEG/SVG pictures), image sizes only as numbers;
 - every `<script>` the template would load is removed;
 - each page carries a Content-Security-Policy that forbids scripts and any network fetch, so a page
   opens offline and a `<script>` or `onerror=` that slipped through still cannot run;
-- the index page is written here with every value passed through `html.escape`.
+- the index page is written here with every value passed through `html.escape`;
+- report files are written world-readable (`REPORT_FILE_MODE`, 0644) to be shared, whatever the umask.
 
 Example:
     >>> from qckit.report import render_report
@@ -36,6 +43,8 @@ _CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
 # template's own tags can match here; text from the data is escaped by the sanitiser before this runs.
 _SCRIPT_RE = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DOTALL)
 _LINK_RE = re.compile(r"<link\b[^>]*href=\"https?://[^>]*>", re.IGNORECASE)
+# Report files are meant to be read by others: 0644 whatever the umask (data and models keep the umask).
+REPORT_FILE_MODE = 0o644
 
 
 ALLOWED_TAGS = [
@@ -53,30 +62,76 @@ _DROP_BLOCKS_RE = re.compile(r"<(script|style|iframe|object|embed|template)\b[^>
                              re.IGNORECASE | re.DOTALL)
 
 
+# How browsers and bleach read a URL: character references decoded, then controls, spaces and backticks
+# ignored, case-insensitive.
+_URL_IGNORED_RE = re.compile(r"[`\x00-\x20\x7f-\xa0\s]+")
+LINK_SCHEMES = ("http", "https", "mailto")
+
+
+def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    """bleach's attribute filter: the allow-list, with links to the web or the page, pictures inline."""
+    if name not in ALLOWED_ATTRIBUTES["*"] and name not in ALLOWED_ATTRIBUTES.get(tag, ()):
+        return False
+    url = _URL_IGNORED_RE.sub("", html.unescape(value)).lower()
+    if tag == "a" and name == "href":  # no relative links: on a file:// page they reach local files
+        scheme, colon, _ = url.partition(":")
+        return url.startswith("#") or (bool(colon) and scheme in LINK_SCHEMES)
+    if tag == "img" and name == "src":
+        return url.startswith("data:image/")
+    return True
+
+
 def clean_output_html(markup: str) -> str:
     """User-facing HTML reduced to the allow-list; scripts, handlers and foreign URLs removed."""
     markup = _DROP_BLOCKS_RE.sub("", markup)
-    return bleach.clean(markup, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
-                        protocols=["http", "https", "mailto", "data"], strip=True, strip_comments=True)
+    return bleach.clean(markup, tags=ALLOWED_TAGS, attributes=_allowed_attribute,
+                        protocols=[*LINK_SCHEMES, "data"], strip=True, strip_comments=True)
+
+
+# What a static report shows of an output; the rest (scripts, widgets, Mermaid source, which the
+# template would insert unescaped) is dropped.
+SHOWN_OUTPUT_TYPES = ("text/plain", "text/html", "text/latex", "image/png", "image/jpeg", "image/svg+xml")
+_IMAGE_SIZE_KEYS = ("width", "height")
 
 
 def _clean_outputs(cell) -> None:
     """Sanitise one code cell's outputs in place (Markdown outputs become sanitised HTML)."""
+    import nbformat
     from nbconvert.filters import markdown2html
 
     kept = []
     for output in cell.get("outputs", []):
         if _is_script_output(output):
             continue
-        data = output.get("data", {})
-        if "text/markdown" in data:
-            data["text/html"] = markdown2html(data.pop("text/markdown"))
-        if "text/html" in data:
-            data["text/html"] = clean_output_html(data["text/html"])
-        for key in [k for k in data if k.startswith("application/") and "json" not in k]:
-            del data[key]  # widget / javascript bundles: nothing a static report can show
+        if "data" in output:
+            data = output.data
+            if "text/markdown" in data:
+                data["text/html"] = markdown2html(data.pop("text/markdown"))
+            if "text/html" in data:
+                data["text/html"] = clean_output_html(data["text/html"])
+            for key in [k for k in data if k not in SHOWN_OUTPUT_TYPES]:
+                del data[key]
+            output.metadata = nbformat.from_dict(_image_metadata(output.get("metadata", {})))
         kept.append(output)
     cell.outputs = kept
+
+
+def _image_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Output metadata as the template may use it: picture sizes only as numbers (it writes them unquoted),
+    no `filenames` (they would point pictures at local files)."""
+    def clean(meta: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in meta.items()
+                if "/" not in k and k != "filenames" and (k not in _IMAGE_SIZE_KEYS or _is_number(v))}
+
+    kept = clean(metadata)
+    for mime in ("image/png", "image/jpeg"):
+        if isinstance(metadata.get(mime), dict):
+            kept[mime] = clean(metadata[mime])
+    return kept
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def notebook_to_html(notebook: str | Path) -> str:
@@ -84,16 +139,35 @@ def notebook_to_html(notebook: str | Path) -> str:
     import nbformat
     from nbconvert import HTMLExporter
 
+    exporter = HTMLExporter(
+        template_name="lab", exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+        # Markdown cells arrive as cleaned HTML (below); embed_images off: a picture path in a received
+        # notebook's Markdown would otherwise copy a local file into the report
+        embed_images=False, filters={"markdown2html": _as_html},
+    )
     nb = nbformat.read(str(notebook), as_version=4)
+    nb.metadata.pop("widgets", None)  # widget state: script data, nothing a static report shows
+    cells = []
     for cell in nb.cells:  # papermill's injected-parameters cell is code: hidden with the rest
         if cell.cell_type == "code":
             _clean_outputs(cell)
-    exporter = HTMLExporter(
-        template_name="lab", exclude_input=True, exclude_input_prompt=True,
-        exclude_output_prompt=True, embed_images=True,
-    )
+        elif cell.cell_type == "markdown":
+            # nbconvert's own rendering (heading anchors, attachments as data: URIs), then the allow-list
+            cell.source = clean_output_html(exporter.markdown2html({"cell": cell}, cell.source))
+            cell.pop("attachments", None)
+        elif cell.cell_type == "raw":
+            cell.source = clean_output_html(cell.source)
+        else:
+            continue  # unknown cell types: the template would print their type unescaped
+        cells.append(cell)
+    nb.cells = cells
     body, _ = exporter.from_notebook_node(nb)
     return _harden(body)
+
+
+def _as_html(markup: str) -> str:
+    """The template's `markdown2html` filter: Markdown cells are rendered and cleaned before export."""
+    return markup
 
 
 def _is_script_output(output: Any) -> bool:
@@ -117,10 +191,10 @@ def render_report(run_dir: str | Path) -> Path:
     pages = []
     for nb in sorted(run.path("notebooks").glob("*.ipynb")):
         out = report_dir / f"{nb.stem}.html"
-        write_text_atomic(out, notebook_to_html(nb))
+        write_text_atomic(out, notebook_to_html(nb), mode=REPORT_FILE_MODE)
         pages.append((nb.stem, out.name))
     index = report_dir / "index.html"
-    write_text_atomic(index, render_index(run, pages))
+    write_text_atomic(index, render_index(run, pages), mode=REPORT_FILE_MODE)
     return index
 
 

@@ -31,11 +31,28 @@ TRAINING_TABLES = ("train_clean", "train_negatives", "train_translated", "train"
 SUBDIRS = ("data", "models", "predictions", "metrics", "notebooks", "report")
 
 
+def current_umask() -> int:
+    """The process's file-creation mask, read without changing it where the system allows.
+
+    Linux shows it in ``/proc/self/status``; elsewhere ``os.umask`` must set it to read it, which is put
+    back at once (a file another thread creates in between would get mode 0o077-masked, never wider).
+    """
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    The file gets ``mode`` (e.g. 0o644 for reports meant to be shared), by default what a plain
+    ``open(path, "w")`` gives: 0o666 less the umask. (``mkstemp`` creates 0600 files, and the rename keeps
+    the temporary file's mode.) On any exception the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +61,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask() if mode is None else mode)
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
@@ -52,8 +70,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
+def write_text_atomic(path: str | Path, text: str, mode: int | None = None) -> Path:
+    """Write ``text`` (UTF-8) atomically; ``mode`` as in :func:`atomic_path`."""
+    with atomic_path(path, mode) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
