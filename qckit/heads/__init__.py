@@ -8,6 +8,10 @@
 The head is chosen by ``training.head`` when training and saved with the model (``qckit-model.json``), so
 ``load`` and ``score`` need only the folder. ``load`` returns one type, ``LoadedModel``, whatever the head.
 
+Loading runs no code from the folder: weights are safetensors, the trees' estimators skops files read with an
+allow-list of types; a folder holding a pickle is refused with ``UnsafeArtefactError`` (a ``ValueError``)
+naming the file. ``trust_remote_code`` is off unless the caller passes it.
+
 Example:
     >>> from qckit import heads
     >>> figures = heads.train(train_df, dev_df, params, output_dir="outputs/x/models/joint")
@@ -24,10 +28,11 @@ import pandas as pd
 
 from qckit.config import Params
 from qckit.heads import llm_scoring, transformer, trees
-from qckit.heads.common import META_FILE, LoadedModel, read_meta
+from qckit.heads.common import META_FILE, LoadedModel, UnsafeArtefactError, read_meta, refuse_unsafe_files
 from qckit.progress import stage
 
-__all__ = ["META_FILE", "LoadedModel", "fit_and_score", "load", "read_meta", "score", "train"]
+__all__ = ["META_FILE", "LoadedModel", "UnsafeArtefactError", "fit_and_score", "load", "read_meta", "score",
+           "train"]
 
 
 def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *, output_dir: str | Path,
@@ -46,12 +51,18 @@ def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *
                                  keep_model=keep_model)
 
 
-def load(model_dir: str | Path, **kwargs: Any) -> LoadedModel:
+def load(model_dir: str | Path, *, trust_remote_code: bool = False, **kwargs: Any) -> LoadedModel:
     """The model saved in ``model_dir``, whatever its head (keyword arguments go to the transformer loader:
-    ``device``, ``quantize``, ``trust_remote_code``)."""
+    ``device``, ``quantize``).
+
+    Raises ``UnsafeArtefactError`` for a folder holding a pickle or an estimator outside the allow-list.
+    ``trust_remote_code`` (transformer heads) is what the caller passes, False by default; the folder's own
+    metadata never turns it on.
+    """
+    refuse_unsafe_files(model_dir)  # before anything of the folder is read
     if read_meta(model_dir)["head"] == "embedding":
         return trees.load(model_dir)
-    return transformer.load(model_dir, **kwargs)
+    return transformer.load(model_dir, trust_remote_code=trust_remote_code, **kwargs)
 
 
 def score(model: LoadedModel | str | Path, df: pd.DataFrame, *, batch_size: int = 64,

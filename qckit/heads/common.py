@@ -1,5 +1,5 @@
-"""What every head shares: the model folder's metadata file, the loaded-model type, row sampling,
-class weights, the dev F1 monitor and peak memory.
+"""What every head shares: the model folder's metadata file, the loaded-model type, the refusal of unsafe
+files, row sampling, class weights, the dev F1 monitor and peak memory.
 
 Example:
     >>> from qckit.heads.common import read_meta
@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -23,6 +24,39 @@ from qckit.progress import HEARTBEAT_S, report, run_log
 
 META_FILE = "qckit-model.json"
 HEADS = ("classifier", "yes_no", "embedding")
+# Files that unpickle when loaded (joblib / pickle, torch's `pytorch_model.bin`, `.pt`): loading one can run any
+# code its writer put in it. qckit writes none into a model folder (safetensors, skops, JSON, npz), so a model
+# folder that holds one is refused whole, never loaded. The Trainer's `checkpoints/` (its optimizer and RNG
+# state, read only when resuming your own training) is not part of the saved model and is not looked at.
+UNSAFE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".bin", ".pt", ".pth", ".ckpt")
+NOT_LOADED_DIRS = ("checkpoints",)
+
+
+class UnsafeArtefactError(ValueError):
+    """A model folder holds a file that could run code when loaded (a pickle, or a skops file needing types
+    outside qckit's allow-list); nothing of it was loaded. The message names the file and says why."""
+
+
+def unsafe_artefact(path: str | Path, why: str) -> UnsafeArtefactError:
+    """The error refusing ``path``, with what to do: the model must be trained again with this qckit."""
+    return UnsafeArtefactError(
+        f"{path}: refused: {why}. A file that unpickles can run any code its writer put in it, so qckit loads "
+        "models only from safe formats (safetensors, skops with an allow-list of types, JSON, npz). Models "
+        "saved by earlier qckit versions (trees pickled with joblib) cannot be loaded: train the model again "
+        "with this version of qckit (step 05 of the run).")
+
+
+def refuse_unsafe_files(folder: str | Path) -> None:
+    """Raise ``UnsafeArtefactError`` when ``folder`` or a sub-folder (``checkpoints/`` aside) holds a pickle
+    (``UNSAFE_SUFFIXES``); call it before loading anything from a model folder."""
+    folder = Path(folder)
+    for root, dirs, files in os.walk(folder):
+        if Path(root) == folder:
+            dirs[:] = [d for d in dirs if d not in NOT_LOADED_DIRS]
+        for name in sorted(files):
+            if name.lower().endswith(UNSAFE_SUFFIXES):
+                kind = "a torch pickle" if name.lower().endswith((".bin", ".pt", ".pth", ".ckpt")) else "a pickle"
+                raise unsafe_artefact(Path(root) / name, f"{kind} ({Path(name).suffix}) in a model folder")
 
 
 @dataclass

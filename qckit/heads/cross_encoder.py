@@ -25,7 +25,7 @@ import pandas as pd
 
 from qckit.config import TrainingParams
 from qckit.embed import st_prompt_name
-from qckit.heads.common import sample_rows, trainer_progress
+from qckit.heads.common import refuse_unsafe_files, sample_rows, trainer_progress
 from qckit.models import inference_device, resolve
 
 
@@ -163,6 +163,7 @@ def cross_encoder_logits(folder: str | Path, df: pd.DataFrame, *, batch_size: in
     if df.empty:
         return np.zeros(0)
     folder = Path(folder)
+    refuse_unsafe_files(folder)  # safetensors only; the model's own code stays off (trust_remote_code=False)
     prompts = tuple(json.loads((folder / "qckit-prompts.json").read_text(encoding="utf-8")))
     model = CrossEncoder(str(folder), device=inference_device())
     scores = model.predict(pair_inputs(df, prompts), batch_size=batch_size, activation_fn=torch.nn.Identity(),

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from qckit.config import TrainingParams
-from qckit.heads.common import LoadedModel, logits_to_logodds, read_meta
+from qckit.heads.common import LoadedModel, logits_to_logodds, read_meta, refuse_unsafe_files
 from qckit.heads.transformer import Encoder, collate, yes_no_logits
 from qckit.progress import progress, quiet_libraries
 from qckit.prompts import build_prompt, label_token_ids
@@ -146,6 +146,7 @@ def score_pairs_vllm(model_dir: str | Path, df: pd.DataFrame, *, base_model: str
         raise ImportError("vLLM scoring needs vllm on a GPU machine: pip install 'qckit[gpu]'") from err
 
     model_dir = Path(model_dir)
+    refuse_unsafe_files(model_dir)  # no pickled weights (vLLM would read a .bin or .pt too)
     meta = read_meta(model_dir)
     adapter = (model_dir / "adapter_config.json").exists()
     llm = LLM(model=base_model or meta["base_model"] if adapter else str(model_dir), enable_lora=adapter,

@@ -22,9 +22,11 @@ on the pairs first and the trees read its embeddings (helps QC); ``second_encode
 from ``cross_encoder.model``, by default the same encoder) and each row's log-odds blend the two (helps QI).
 With ``tasks_mode: separate``, ``training.per_task`` picks them per task (``params/cpu-best.yaml``).
 
-The estimator is scikit-learn's ``HistGradientBoostingClassifier``; the bank of labelled training rows
-(embeddings in float16, labels, normalised queries) is saved beside it, so scoring new rows needs only
-the model folder and the embedder.
+The estimator is scikit-learn's ``HistGradientBoostingClassifier``, saved with skops and loaded with an
+allow-list of the types it holds (``ESTIMATOR_TYPES``): never a pickle, so a model folder received from
+someone else runs no code when loaded (``load_estimator`` refuses anything else, and a folder holding a pickle).
+The bank of labelled training rows (embeddings in float16, labels, normalised queries) is saved beside it as
+npz, so scoring new rows needs only the model folder and the embedder.
 
 Example:
     >>> from qckit.heads import trees
@@ -64,14 +66,27 @@ from qckit.heads.common import (
     peak_memory_mib,
     positive_weight,
     read_meta,
+    refuse_unsafe_files,
     sample_rows,
     trainer_progress,
+    unsafe_artefact,
 )
 from qckit.heads.cross_encoder import batch_sampler, cross_encoder_logits, device_args, train_cross_encoder
 from qckit.models import inference_device, resolve
 from qckit.progress import report, stage
 
-ESTIMATOR_FILE = "estimator.joblib"
+ESTIMATOR_FILE = "estimator.skops"
+# The types a fitted HistGradientBoostingClassifier holds beyond those skops trusts by itself (scikit-learn's
+# estimators, numpy, builtins), as ``skops.io.get_untrusted_types`` lists them for a freshly fitted one
+# (scikit-learn 1.9, skops 0.13). ``load_estimator`` trusts these and nothing else; tests/test_safety.py
+# checks that a freshly trained head needs nothing more, so a scikit-learn that adds a type fails a test.
+ESTIMATOR_TYPES = (
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
 ENCODER_DIR = "encoder"
 CROSS_ENCODER_DIR = "cross_encoder"
 SECOND_ENCODER_DIR = "second_encoder"
@@ -409,7 +424,6 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
     those folds only: the trees see features as new rows will get them. The encoder and bank saved for scoring
     are trained on all rows. Saves encoder, bank and trees in ``output_dir``; returns figures.
     """
-    import joblib
     from sklearn.metrics import roc_auc_score
 
     e = tp.embedding.second_encoder
@@ -434,7 +448,7 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
     encoder.save(output_dir, folds=folds, **{k: v for k, v in tune.items() if k != "seed"})
     _second_bank(encoder, train_df).save(output_dir / BANK_FILE)
     trees = _estimator(tp, seed, positive_weight(y.astype(float), tp)).fit(X, y)
-    joblib.dump(trees, output_dir / ESTIMATOR_FILE)
+    save_estimator(trees, output_dir / ESTIMATOR_FILE)
     cos = X[:, len(LEXICAL_FEATURES)]  # out-of-fold: how well the encoder reads rows it was not tuned on
     return {"second_encoder_seconds": time.perf_counter() - start, "second_encoder_log_history": history,
             "second_encoder_oof_cosine_auc": float(roc_auc_score(y, cos)) if len(set(y)) == 2 else None}
@@ -443,11 +457,46 @@ def train_second_encoder(train_df: pd.DataFrame, tp: TrainingParams, idf: dict[s
 def second_encoder_logits(folder: str | Path, df: pd.DataFrame, idf: dict[str, float], tp: TrainingParams
                           ) -> np.ndarray:
     """Log-odds of the second encoder's trees for df's rows (a folder written by ``train_second_encoder``)."""
-    import joblib
-
     folder = Path(folder)
+    estimator = load_estimator(folder / ESTIMATOR_FILE)  # refuses a folder holding a pickle first
     X = _second_features(use_encoder.UseEncoder.load(folder), df, Bank.load(folder / BANK_FILE), idf, tp)
-    return _tree_logits(joblib.load(folder / ESTIMATOR_FILE), X)
+    return _tree_logits(estimator, X)
+
+
+def save_estimator(estimator, path: Path) -> None:
+    """Save a fitted estimator with skops (no pickle); ``load_estimator`` reads it back."""
+    import skops.io
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    skops.io.dump(estimator, path)
+
+
+def load_estimator(path: str | Path):
+    """The HistGradientBoostingClassifier saved by ``save_estimator``, loaded with no code from the file.
+
+    Refuses (``UnsafeArtefactError``, naming the file and why) a folder that holds a pickle, a file that is
+    not a skops file, one that would need types outside ``ESTIMATOR_TYPES``, and any other estimator.
+    """
+    import skops.io
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    path = Path(path)
+    refuse_unsafe_files(path.parent)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the folder holds no estimator saved by this qckit version "
+                                "(train the model again)")
+    try:
+        needed = skops.io.get_untrusted_types(file=path)
+    except Exception as err:  # a zip without skops' schema, or no zip: whatever it is, it is not loaded
+        why = " ".join(str(err).split())[:200]  # one line
+        raise unsafe_artefact(path, f"not a skops file ({type(err).__name__}: {why})") from err
+    extra = sorted(set(needed) - set(ESTIMATOR_TYPES))
+    if extra:
+        raise unsafe_artefact(path, f"it needs types outside qckit's allow-list: {', '.join(extra)}")
+    estimator = skops.io.load(path, trusted=list(ESTIMATOR_TYPES))
+    if type(estimator) is not HistGradientBoostingClassifier:
+        raise unsafe_artefact(path, f"it holds a {type(estimator).__name__}, not a HistGradientBoostingClassifier")
+    return estimator
 
 
 def _tree_logits(estimator, X: np.ndarray) -> np.ndarray:
@@ -501,8 +550,6 @@ def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *
 
     Returns the same figures as ``qckit.heads.transformer.train`` (time, rows/s, peak memory, log_history).
     """
-    import joblib
-
     tp, seed = params.training, params.run.seed
     embedder = params.models.classifier
     output_dir = Path(output_dir)
@@ -537,7 +584,7 @@ def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *
     seconds = time.perf_counter() - start
     history = _curve(model, X, y, X_dev, y_dev, every=max(1, tp.embedding.trees // 20))
     output_dir.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, output_dir / ESTIMATOR_FILE)
+    save_estimator(model, output_dir / ESTIMATOR_FILE)
     bank.save(output_dir / BANK_FILE)
     meta = {"head": "embedding", "method": "fine-tuned encoder" if tp.embedding.encoder.fine_tune else "frozen",
             "base_model": params.models.classifier, "base_spec": params.models.classifier,
@@ -552,17 +599,25 @@ def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *
             "log_history": history, "trees": int(model.n_iter_), "features": int(X.shape[1]), **extra}
 
 
+# The sub-folders a model folder may name in its metadata (never a path elsewhere).
+SUB_FOLDERS = {"encoder": ENCODER_DIR, "cross_encoder": CROSS_ENCODER_DIR, "second_encoder": SECOND_ENCODER_DIR}
+
+
 def load(model_dir: str | Path) -> LoadedModel:
     """The estimator, neighbour bank and metadata of a folder written by ``train``.
 
-    The estimator is a joblib pickle: load model folders you (or your pipeline) wrote, as with any pickle.
+    Nothing in the folder runs code: the estimator is read with skops and an allow-list of types, the bank
+    as npz without pickles, encoders as safetensors; a folder holding a pickle (a model saved by an earlier
+    qckit with joblib, or a planted file) is refused with ``UnsafeArtefactError`` before anything is read.
     """
-    import joblib
-
     model_dir = Path(model_dir)
+    refuse_unsafe_files(model_dir)
     meta = read_meta(model_dir)
+    for key, name in SUB_FOLDERS.items():
+        if meta.get(key) not in (None, name):  # a part is read from the model folder, never from elsewhere
+            raise unsafe_artefact(model_dir / META_FILE, f"{key} names {meta[key]!r}; it must be {name!r} or null")
     meta["model_dir"] = str(model_dir.resolve())  # where a fine-tuned encoder is found
-    return LoadedModel("embedding", meta, joblib.load(model_dir / ESTIMATOR_FILE), folder=model_dir,
+    return LoadedModel("embedding", meta, load_estimator(model_dir / ESTIMATOR_FILE), folder=model_dir,
                        bank=Bank.load(model_dir / BANK_FILE))
 
 
