@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import html
 import io
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from qckit.config import Params, dump_params, load_params
-from qckit.pipeline import run_chain
+from qckit.pipeline import RunError, check_run_id, new_run_id, run_chain
 from qckit.plots import ablation as ablation_plots
 from qckit.report import CSP, REPORT_FILE_MODE
 from qckit.runs import Run, write_text_atomic
@@ -74,9 +73,13 @@ def run_ablation(
     variants = variants or list(VARIANTS)
     for v in variants:
         variant_params(params, v)  # validates the names before anything runs
-    root = Path(outputs_dir or params.run.outputs_dir) / (
-        ablation_id or f"{params.name}-ablation-{dt.datetime.now():%Y%m%d-%H%M%S}")
-    root.mkdir(parents=True, exist_ok=True)
+    base = Path(outputs_dir or params.run.outputs_dir)
+    root = base / (check_run_id(ablation_id, "ablation id") if ablation_id else new_run_id(params, "ablation"))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"cannot create the ablation folder {root} (outputs folder {base}): "
+                       f"{err.strerror or err}") from err
     done: list[Path] = []
     statuses = {}
     for variant in variants:

@@ -14,7 +14,8 @@ from qckit import models
 from qckit.ablation import run_ablation
 from qckit.config import ParamsError, dump_params, load_params
 from qckit.data import DataError, validate_file
-from qckit.pipeline import RunError, run_chain
+from qckit.heads import UnsafeArtefactError
+from qckit.pipeline import RunError, check_run_id, run_chain
 from qckit.report import render_report
 from qckit.submission import SubmissionError, predict_files
 
@@ -72,7 +73,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     try:
         written = predict_files(args.run, args.input, args.output)
-    except (SubmissionError, DataError, FileNotFoundError) as err:
+    except (SubmissionError, DataError, UnsafeArtefactError, FileNotFoundError) as err:
         print(f"qckit predict: {err}", file=sys.stderr)
         return 2
     for name, path in written.items():
@@ -82,6 +83,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
     try:
+        if args.ablation_id is not None:
+            check_run_id(args.ablation_id, "ablation id")  # a folder name under outputs/, not a path
         table, report = run_ablation(
             args.params, variants=[v.strip() for v in args.variants.split(",") if v.strip()],
             ablation_id=args.ablation_id, outputs_dir=args.outputs_dir, resume=args.resume,

@@ -11,6 +11,11 @@ and everything after it run again (later steps see a new state hash). Papermill 
 notebook into a scratch folder first and it is moved into `notebooks/` only when the step finished,
 so a run killed mid-step leaves no half artifact that looks complete.
 
+One process per run: the runner holds an exclusive ``flock`` on ``<run>/run.lock`` from before it
+touches the run (clean-up, ``params.yaml``) until the chain and its report are done. The operating
+system drops the lock when the process dies, so a killed run never blocks its ``--resume``; a second
+process on a run that is being run stops with ``RunError`` (``qckit run`` exits 2) naming the holder.
+
 Example:
     >>> from qckit.pipeline import run_chain
     >>> result = run_chain("params/smoke.yaml", run_id="smoke-1")
@@ -21,9 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -186,59 +193,162 @@ def resolve_params_paths(params: Params, base: Path) -> Params:
     return params.model_copy(update={"data": data})
 
 
-def new_run_id(params: Params) -> str:
-    return f"{params.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+_RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+LOCK_FILE = "run.lock"
 
 
-def prepare_run_dir(params: Params, run_dir: Path, *, resume: bool) -> Run:
-    """Create the run directory, or reopen it for --resume; never overwrite a run silently."""
+def check_run_id(run_id: str, what: str = "run id") -> str:
+    """``run_id`` when it is a plain name (one path component: letters, digits, ``.``, ``_``, ``-``, not
+    starting with ``.``, at most 200 characters); otherwise ``RunError``. Run ids are names, not paths."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise RunError(
+            f"invalid {what} {run_id!r}: use a name of letters, digits, '.', '_' and '-' that does not start "
+            "with '.' (no '/', no '..')"
+        )
+    return run_id
+
+
+def new_run_id(params: Params, kind: str = "") -> str:
+    """``<profile name>[-<kind>]-<timestamp>``, the name reduced to the characters a run id allows."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", params.name).lstrip(".-")[:160] or "run"
+    return f"{name}-{kind + '-' if kind else ''}{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/run.lock`` (which holds the owner's pid); ``release`` ends it.
+
+    The lock belongs to the open file, not to the file's contents: when the process dies, however it
+    dies, the operating system releases it, so a leftover ``run.lock`` never blocks a later run.
+    """
+
+    def __init__(self, run: Run, fd: int):
+        self.run, self.path, self._fd = run, run.path(LOCK_FILE), fd
+
+    def release(self) -> None:
+        """Remove ``run.lock`` (while still holding it, so no one else's lock file is removed) and unlock."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
+                self.path.unlink()
+        os.close(self._fd)  # closing the only descriptor drops the flock
+        self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_run(run: Run) -> RunLock:
+    """Take the run's lock, atomically, without waiting; ``RunError`` names the holder's pid when it is taken.
+
+    The run directory must exist. A holder that finishes removes ``run.lock`` just before unlocking it, so
+    a lock won on a file that is no longer at that path is retried on the new file.
+    """
+    path = run.path(LOCK_FILE)
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise RunError(f"cannot write to the run directory {run.root}: {err.strerror or err}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            who = f"process {holder}" if holder else "another process"
+            raise RunError(f"run {run.id} ({run.root}) is being run by {who}; "
+                           "wait for it to finish or stop it, then resume") from None
+        except OSError as err:
+            os.close(fd)
+            raise RunError(f"cannot lock {path}: {err.strerror or err}") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return RunLock(run, fd)
+        os.close(fd)  # the previous holder removed the file we locked: lock the one there now
+    raise RunError(f"cannot lock {path}: it keeps being replaced")
+
+
+def _lock_holder(fd: int, wait_s: float = 2.0) -> int | None:
+    """The pid in a lock file held by another process (which writes it just after locking)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit():
+            return int(text)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
+
+
+def prepare_run_dir(params: Params, run_dir: Path, *, resume: bool) -> tuple[Run, RunLock]:
+    """Create the run directory, or reopen it for --resume, and lock it; never overwrite a run silently.
+
+    Nothing in the run is written or removed before its lock is held (the directory itself is created
+    first: the lock file lives in it). Returns the run and its lock, which the caller releases.
+    """
     run = Run(run_dir)
     text = dump_params(params)
     params_path = run.path("params.yaml")
-    if run.root.exists() and any(run.root.iterdir()):
-        if not resume:
-            raise RunError(
-                f"{run.root} already exists; pass --resume to continue it or choose a new --run-id"
-            )
-        if params_path.exists() and params_path.read_text(encoding="utf-8") != text:
-            raise RunError(
-                f"{run.root} was started with different parameters (see {params_path}); "
-                "resume it with the same profile, or start a new --run-id"
-            )
-    run.ensure()
-    _take_lock(run)
-    _remove_scratch(run)
-    write_text_atomic(params_path, text)
-    return run
-
-
-def _take_lock(run: Run) -> None:
-    lock = run.path("run.lock")
-    if lock.exists():
-        try:
-            pid = int(lock.read_text().strip() or 0)
-        except ValueError:
-            pid = 0
-        if pid and pid != os.getpid() and _pid_alive(pid):
-            raise RunError(f"{run.root} is being run by process {pid} (lock {lock})")
-    write_text_atomic(lock, str(os.getpid()))
-
-
-def _pid_alive(pid: int) -> bool:
+    if _run_contents(run) and not resume:  # checked again under the lock; this one writes nothing
+        raise RunError(f"{run.root} already exists; pass --resume to continue it or choose a new --run-id")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        run.root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"cannot create the run directory {run.root} (outputs folder {run.root.parent}): "
+                       f"{err.strerror or err}") from None
+    lock = lock_run(run)
+    try:
+        if _run_contents(run):
+            if not resume:
+                raise RunError(
+                    f"{run.root} already exists; pass --resume to continue it or choose a new --run-id"
+                )
+            if params_path.exists() and params_path.read_text(encoding="utf-8") != text:
+                raise RunError(
+                    f"{run.root} was started with different parameters (see {params_path}); "
+                    "resume it with the same profile, or start a new --run-id"
+                )
+        _remove_scratch(run)  # safe: no other process runs this run while we hold its lock
+        try:
+            run.ensure()
+            write_text_atomic(params_path, text)
+        except OSError as err:
+            raise RunError(f"cannot write to the run directory {run.root}: {err.strerror or err}") from None
+    except BaseException:
+        lock.release()
+        raise
+    return run, lock
+
+
+def _run_contents(run: Run) -> list[str]:
+    """Names in the run directory other than its lock file ([] when it does not exist)."""
+    try:
+        if not run.root.exists():  # also when a folder above it is missing or is a file
+            return []
+        if not run.root.is_dir():
+            raise RunError(f"cannot use {run.root} as a run directory: it is not a folder")
+        return [p.name for p in run.root.iterdir() if p.name != LOCK_FILE]
+    except OSError as err:
+        raise RunError(f"cannot use {run.root} as a run directory: {err.strerror or err}") from None
 
 
 def _remove_scratch(run: Run) -> None:
-    """Leftovers of a killed run: half-written temporaries and the scratch notebooks."""
+    """Leftovers of a killed run: half-written temporaries (``.*.tmp``) and the scratch notebooks.
+
+    Called only while holding the run's lock: no other runner is writing in the run then.
+    """
     shutil.rmtree(run.path(".scratch"), ignore_errors=True)
     for tmp in run.root.rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
 
 
 # --- execution --------------------------------------------------------------------------------------
@@ -414,9 +524,8 @@ def run_chain(
 
     `share_from`: other run directories; a step whose inputs hash the same as a finished step there
     is copied from it instead of executed (how an ablation runs the shared audit only once).
+    `run_id` is a name (``check_run_id``); the run is locked for this process while the chain runs.
     """
-    from tqdm.auto import tqdm
-
     params_file = Path(params_file)
     params = resolve_params_paths(load_params(params_file), Path.cwd())
     _check_data_files(params)
@@ -425,7 +534,18 @@ def run_chain(
         raise RunError(f"no step notebooks (NN_name.ipynb) in {notebooks_dir}")
     selected = select_steps(all_steps, steps or params.run.steps)
     base = Path(outputs_dir or params.run.outputs_dir)
-    run = prepare_run_dir(params, base / (run_id or new_run_id(params)), resume=resume)
+    run_id = check_run_id(run_id) if run_id is not None else new_run_id(params)
+    run, lock = prepare_run_dir(params, base / run_id, resume=resume)
+    with lock:  # held until the chain and its report are done
+        return _run_locked(run, params, params_file, all_steps, selected, resume=resume,
+                           notebooks_dir=notebooks_dir, report=report, progress=progress, share_from=share_from)
+
+
+def _run_locked(run: Run, params: Params, params_file: Path, all_steps: list[str], selected: list[str], *,
+                resume: bool, notebooks_dir: str | Path, report: bool, progress: bool,
+                share_from: list[str | Path] | None) -> ChainResult:
+    from tqdm.auto import tqdm
+
     run.log(f"run started: params={params_file} steps={','.join(selected)} resume={resume}")
     result = ChainResult(run)
     state = ""
@@ -470,7 +590,6 @@ def run_chain(
         bar.close()
         _write_status(run, result)
         shutil.rmtree(run.path(".scratch"), ignore_errors=True)
-        run.path("run.lock").unlink(missing_ok=True)
     if report:
         result.report_index = render_report(run.root)
     return result

@@ -1,8 +1,11 @@
-"""The chain runner on small purpose-built notebooks: order, resume, failures, kill -9, no overwrite."""
+"""The chain runner on small purpose-built notebooks: order, resume, failures, kill -9, no overwrite, one process
+per run, run ids, unusable outputs folders."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +17,8 @@ import pytest
 import yaml
 from conftest import REPO, write_notebook
 
-from qckit.pipeline import RunError, discover_steps, run_chain, select_steps
+from qckit.pipeline import RunError, check_run_id, discover_steps, lock_run, run_chain, select_steps
+from qckit.runs import Run
 
 WRITE_TABLE = """
 import pandas as pd
@@ -36,6 +40,14 @@ if os.environ.get("QCKIT_TEST_SLOW") == "1":
     time.sleep(60)
 run.write_table("second", df.assign(y=df.x * 2))
 run.write_metrics("02_second", {"rows": len(df), "sum_y": int((df.x * 2).sum())})
+"""
+
+SLEEPY = """
+import time
+from qckit.runs import Run
+run = Run(run_dir)
+time.sleep(2)
+run.write_metrics("01_sleepy", {"headline": {"slept_s": 2}})
 """
 
 
@@ -151,3 +163,138 @@ def test_killed_run_resumes_and_completes(chain: Path, smoke_params: Path, tmp_p
     assert len(second) == 1000
     assert not list(run_dir.rglob("*.tmp")) and not (run_dir / ".scratch").exists()
     assert not (run_dir / "run.lock").exists()
+
+
+def _cli_run(params: Path, nbdir: Path, out: Path, run_id: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "qckit", "run", "-p", str(params), "--run-id", run_id, "-q",
+            "--notebooks-dir", str(nbdir), "--outputs-dir", str(out), *extra]
+
+
+def _one_line_error(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    return stderr.strip()
+
+
+def test_two_resumes_at_once_exactly_one_runs(smoke_params: Path, tmp_path: Path):
+    nbdir = tmp_path / "notebooks"
+    write_notebook(nbdir / "01_sleepy.ipynb", [SLEEPY])
+    out = tmp_path / "outputs"
+    run_dir = out / "X"
+    cmd = _cli_run(smoke_params, nbdir, out, "X", "--resume")
+    for attempt in range(5):  # the first on a fresh run, then on the finished run with its step to redo
+        shutil.rmtree(run_dir / ".done", ignore_errors=True)
+        procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outputs = [p.communicate(timeout=300) for p in procs]
+        codes = [p.returncode for p in procs]
+        assert sorted(codes) == [0, 2], (attempt, codes, outputs)
+        winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+        message = _one_line_error(outputs[loser][1])
+        assert message == (f"qckit run: run X ({run_dir.resolve()}) is being run by process {procs[winner].pid}; "
+                           "wait for it to finish or stop it, then resume"), (attempt, message)
+        status = json.loads((run_dir / "run_status.json").read_text())
+        assert status["ok"] and [s["status"] for s in status["steps"]] == ["done"], (attempt, status)
+        assert not (run_dir / "run.lock").exists()
+    assert not list(run_dir.rglob("*.tmp")) and not (run_dir / ".scratch").exists()
+
+
+def test_a_locked_run_is_not_touched_and_a_dead_holder_never_blocks(chain: Path, smoke_params: Path,
+                                                                     tmp_path: Path):
+    out = tmp_path / "outputs"
+    run_dir = out / "L"
+    run_dir.mkdir(parents=True)
+    writing = run_dir / "data" / ".first.parquet.abc123.tmp"  # the holder's file being written
+    writing.parent.mkdir()
+    writing.write_text("half")
+    (run_dir / ".scratch").mkdir()
+    with lock_run(Run(run_dir)):
+        proc = subprocess.run(_cli_run(smoke_params, chain, out, "L", "--resume"), capture_output=True, text=True,
+                              cwd=REPO, timeout=300)
+        assert proc.returncode == 2
+        assert f"run L ({run_dir.resolve()}) is being run by process {os.getpid()}" in _one_line_error(proc.stderr)
+        with pytest.raises(RunError, match=f"is being run by process {os.getpid()}"):  # in-process too
+            _run(smoke_params, chain, out, run_id="L", resume=True)
+        # nothing was written or cleaned up without the lock
+        assert writing.exists() and (run_dir / ".scratch").is_dir()
+        assert sorted(p.name for p in run_dir.iterdir()) == [".scratch", "data", "run.lock"]
+        assert (run_dir / "run.lock").read_text().strip() == str(os.getpid())
+    assert not (run_dir / "run.lock").exists()
+    # a lock file left by a process that died (kill -9) holds no lock: the next run goes ahead and cleans up
+    (run_dir / "run.lock").write_text("999999999\n")
+    result = _run(smoke_params, chain, out, run_id="L", resume=True)
+    assert result.ok and [s.status for s in result.steps] == ["done", "done"]
+    assert not writing.exists() and not (run_dir / ".scratch").exists() and not (run_dir / "run.lock").exists()
+
+
+@pytest.mark.parametrize("bad", ["../../x", "../x", "a/b", "/tmp/x", ".hidden", "..", ".", "", "x\n", "a b", "x" * 201])
+def test_run_ids_are_names_not_paths(bad: str, chain: Path, smoke_params: Path, tmp_path: Path):
+    out = tmp_path / "deep" / "outputs"
+    with pytest.raises(RunError, match="invalid run id"):
+        _run(smoke_params, chain, out, run_id=bad)
+    assert not (tmp_path / "deep").exists() and not (tmp_path / "x").exists()
+
+
+def test_run_id_checks_on_the_command_line(chain: Path, smoke_params: Path, tmp_path: Path):
+    for good in ("cikm-1", "a.b_c-2", "R2"):
+        assert check_run_id(good) == good
+    out = tmp_path / "a" / "b" / "outputs"
+    proc = subprocess.run(_cli_run(smoke_params, chain, out, "../../x"), capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert "invalid run id '../../x'" in _one_line_error(proc.stderr)
+    assert not (tmp_path / "a").exists()
+    proc = subprocess.run([sys.executable, "-m", "qckit", "ablate", "-p", str(smoke_params), "-q",
+                           "--ablation-id", "../abl", "--outputs-dir", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert "invalid ablation id '../abl'" in _one_line_error(proc.stderr)
+    assert not (tmp_path / "a").exists()
+
+
+def test_unusable_outputs_dir_is_a_one_line_error(chain: Path, smoke_params: Path, tmp_path: Path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = subprocess.run(_cli_run(smoke_params, chain, blocker / "sub", "r"), capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    message = _one_line_error(proc.stderr)
+    assert f"cannot create the run directory {blocker / 'sub' / 'r'} (outputs folder {blocker / 'sub'})" in message
+    assert "Not a directory" in message
+    # the run id names a file: not a run directory, with or without --resume
+    out = tmp_path / "outputs"
+    out.mkdir()
+    (out / "f").write_text("")
+    for resume in (False, True):
+        with pytest.raises(RunError, match=f"cannot use {out / 'f'} as a run directory: it is not a folder"):
+            _run(smoke_params, chain, out, run_id="f", resume=resume)
+    # any other OSError creating the run directory or its lock: read-only, permission denied, disk full
+    real_mkdir, real_open = Path.mkdir, os.open
+
+    def deny_mkdir(self, *a, **k):
+        if self.name == "denied":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *a, **k)
+
+    def full_open(path, *a, **k):
+        if str(path).endswith("run.lock"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", deny_mkdir)
+    with pytest.raises(RunError, match=f"cannot create the run directory {out / 'denied'}.*Permission denied"):
+        _run(smoke_params, chain, out, run_id="denied")
+    monkeypatch.setattr(os, "open", full_open)
+    with pytest.raises(RunError, match=f"cannot write to the run directory {out / 'full'}: No space left"):
+        _run(smoke_params, chain, out, run_id="full")
+
+
+def test_ablation_into_an_unusable_outputs_dir_is_a_one_line_error(tmp_path: Path, smoke_params: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = subprocess.run([sys.executable, "-m", "qckit", "ablate", "-p", str(smoke_params), "--variants", "baseline",
+                           "--outputs-dir", str(blocker / "sub"), "--ablation-id", "abl"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "cannot create the ablation folder" in proc.stderr and str(blocker / "sub") in proc.stderr

@@ -171,6 +171,34 @@ def test_training_resumes_from_the_last_checkpoint(tmp_path):
     assert figures["resumed_from"] and figures["resumed_from"].endswith(ckpts[0].name)
 
 
+def test_half_written_checkpoint_is_skipped_and_training_resumes(tmp_path, monkeypatch):
+    """Killed between a checkpoint's weights and its trainer_state.json: the next run skips that folder (and
+    says so), resumes from the newest complete one and finishes."""
+    log = tmp_path / "run.log"
+    monkeypatch.setenv("QCKIT_RUN_LOG", str(log))
+    df = toy_pairs(64)
+    params = params_for("tiny:bert", "classifier", epochs=2, save_steps=4)
+    heads.train(df, None, params, output_dir=tmp_path / "m")
+    ckpts = sorted((tmp_path / "m" / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert len(ckpts) >= 2  # save_total_limit keeps the last two
+    newest, previous = ckpts[-1], ckpts[-2]
+    (newest / "trainer_state.json").unlink()  # the kill: weights written, state file not yet
+    assert any((newest / n).exists() for n in ("model.safetensors", "pytorch_model.bin"))
+    figures = heads.train(df, None, params, output_dir=tmp_path / "m")
+    assert figures["resumed_from"] == str(previous)
+    assert figures["skipped_checkpoints"] == [str(newest)]
+    assert f"skipping incomplete training checkpoint {newest}: no trainer_state.json" in log.read_text()
+    assert (tmp_path / "m" / "config.json").exists()  # the model was saved: training finished
+    assert any("train_loss" in h for h in figures["log_history"])
+    # a folder without weights is incomplete too; with nothing complete left, training starts over
+    for ck in (tmp_path / "m" / "checkpoints").glob("checkpoint-*"):
+        for weights in ("model.safetensors", "pytorch_model.bin"):
+            (ck / weights).unlink(missing_ok=True)
+    resumed, skipped = transformer._last_checkpoint(tmp_path / "m" / "checkpoints")
+    assert resumed is None and len(skipped) >= 2
+    assert "no weights or adapter file" in log.read_text()
+
+
 def test_torchrun_ddp_two_processes_train_the_same_weights(tmp_path):
     run = Run(tmp_path / "run").ensure()
     df = toy_pairs(64)

@@ -37,11 +37,12 @@ from qckit.heads.common import (
     peak_memory_mib,
     positive_weight,
     read_meta,
+    refuse_unsafe_files,
     sample_rows,
     trainer_progress,
 )
 from qckit.models import inference_device, resolve
-from qckit.progress import headless, quiet_libraries
+from qckit.progress import headless, quiet_libraries, report
 from qckit.prompts import build_prompt, label_token_ids, pair_texts
 
 
@@ -357,8 +358,10 @@ def train(
 ) -> dict[str, Any]:
     """Fine-tune on labelled pairs; saves the model (or adapter) and its qckit metadata in output_dir.
 
-    Resumes from the last checkpoint in `output_dir/checkpoints` when one exists (interrupted training).
-    Returns the training figures: log history (loss, dev F1 per evaluation), time, throughput, memory.
+    Resumes from the newest complete checkpoint in `output_dir/checkpoints` when one exists (interrupted
+    training); a checkpoint folder left half-written by a kill is skipped, reported to the run log and
+    listed in the figures' ``skipped_checkpoints``. Returns the training figures: log history (loss, dev F1
+    per evaluation), time, throughput, memory.
     """
     import torch
     from transformers import EarlyStoppingCallback, set_seed
@@ -395,7 +398,7 @@ def train(
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    checkpoint = _last_checkpoint(output_dir / "checkpoints") if resume else None
+    checkpoint, skipped = _last_checkpoint(output_dir / "checkpoints") if resume else (None, [])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -405,6 +408,7 @@ def train(
         save_trained(trainer.model, tokenizer, output_dir, params, base_path=path)
     figures = {
         "train_rows": len(train_df), "seconds": seconds, "resumed_from": checkpoint,
+        "skipped_checkpoints": skipped,
         "rows_per_second": len(train_df) * tp.epochs / max(seconds, 1e-9),
         "peak_memory_mib": peak_memory_mib(), "log_history": trainer.state.log_history,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -414,16 +418,68 @@ def train(
     return figures
 
 
-def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+# What the Trainer writes into a checkpoint folder: the weights (one of these), then optimizer, scheduler and
+# RNG state, and `trainer_state.json` last; a folder without a readable state file was cut short.
+_STATE_FILE = "trainer_state.json"
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin")
+_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+def _last_checkpoint(folder: Path) -> tuple[str | None, list[str]]:
+    """The newest complete checkpoint in ``folder`` (or None) and the incomplete ones newer than it.
+
+    A kill while the Trainer writes a checkpoint leaves a folder without ``trainer_state.json`` (or without
+    weights); resuming from it fails on every retry, so such folders are skipped and reported (to the run
+    log and in the returned list), and training resumes from the newest complete one, or from scratch.
+    """
+    if not folder.is_dir():
+        return None, []
+    found = []
+    for path in folder.iterdir():
+        number = path.name.removeprefix("checkpoint-")
+        if path.is_dir() and path.name.startswith("checkpoint-") and number.isdigit():
+            found.append((int(number), path))
+    skipped: list[str] = []
+    for _, path in sorted(found, reverse=True):
+        problem = _checkpoint_problem(path)
+        if problem is None:
+            return str(path), skipped
+        skipped.append(str(path))
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line per run, not per process
+            report(f"skipping incomplete training checkpoint {path}: {problem}")
+    return None, skipped
+
+
+def _checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from, or None when it is complete."""
+    try:
+        json.loads((path / _STATE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"no {_STATE_FILE}"
+    except (OSError, ValueError) as err:
+        return f"unreadable {_STATE_FILE} ({type(err).__name__})"
+    if any((path / name).is_file() for name in _WEIGHT_FILES):
+        return None
+    for name in _WEIGHT_INDEXES:
+        if (path / name).is_file():
+            try:
+                shards = set(json.loads((path / name).read_text(encoding="utf-8"))["weight_map"].values())
+            except (OSError, ValueError, KeyError, AttributeError) as err:
+                return f"unreadable {name} ({type(err).__name__})"
+            missing = sorted(s for s in shards if not (path / s).is_file())
+            return f"weight shards missing: {', '.join(missing)}" if missing else None
+    subdir_adapters = [d for d in path.iterdir() if d.is_dir()
+                       and any((d / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin"))]
+    if subdir_adapters or any(p.name.startswith("pytorch_model_fsdp") for p in path.iterdir()):
+        return None  # several adapters in sub-folders, or an FSDP state dict: the Trainer loads these too
+    return "no weights or adapter file"
 
 
 def save_trained(model, tokenizer, output_dir: Path, params: Params, *, base_path) -> None:
-    """The model (full weights or the LoRA adapter), tokenizer and what scoring needs to reuse it."""
+    """The model (full weights or the LoRA adapter; safetensors, never a pickle), tokenizer and what scoring
+    needs to reuse it."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(output_dir))
+    model.save_pretrained(str(output_dir))  # safetensors: transformers 5 and peft write no pickled weights
     tokenizer.save_pretrained(str(output_dir))
     tp = params.training
     meta = {
@@ -431,6 +487,8 @@ def save_trained(model, tokenizer, output_dir: Path, params: Params, *, base_pat
         "num_labels": tp.num_labels, "label_words": list(tp.label_words), "max_length": tp.max_length,
         "language_tag": tp.language_tag, "category_style": tp.category_style,
         "training": tp.model_dump(mode="json"),
+        # what the profile allowed in training; `load` never reads it (a received folder must not turn it on)
+        "trust_remote_code": params.models.trust_remote_code,
     }
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     if tp.merge_adapter and tp.method != "full":
@@ -459,20 +517,25 @@ def load(model_dir: str | Path, *, trust_remote_code: bool = False, device: str 
     The model is placed on ``device`` (default: the GPU when there is one) in the precision it was trained in
     there (fp32 on a CPU). A QLoRA adapter gets its base in 4-bit again on a GPU (``quantize``, default: as
     trained), so scores match the ones seen in training.
+
+    Weights are read from safetensors only: a folder holding a pickle (``pytorch_model.bin``, ``*.pt``, ...) is
+    refused with ``UnsafeArtefactError``. ``trust_remote_code`` is this argument alone (default False), never
+    the folder's metadata: a received model folder cannot turn on its own code.
     """
     import torch
     from transformers import AutoTokenizer
 
     model_dir = Path(model_dir)
+    refuse_unsafe_files(model_dir)
     meta = read_meta(model_dir)
     tp = TrainingParams.model_validate(meta["training"])
     device = device or inference_device()
     on_gpu = device.startswith("cuda")
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code,
+    kwargs: dict[str, Any] = {"trust_remote_code": bool(trust_remote_code), "use_safetensors": True,
                               "dtype": _dtype(tp) if on_gpu else torch.float32}
     if on_gpu and (quantize if quantize is not None else tp.method == "qlora"):
         kwargs.update(quantization_config=_quantization_config(), device_map={"": device})
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=bool(trust_remote_code))
     auto = auto_class(meta["head"])
     if (model_dir / "adapter_config.json").exists():
         from peft import PeftModel
