@@ -16,7 +16,7 @@ from qckit.config import ParamsError, dump_params, load_params
 from qckit.data import DataError, validate_file
 from qckit.heads import UnsafeArtefactError
 from qckit.pipeline import RunError, check_run_id, run_chain
-from qckit.report import render_report
+from qckit.report import bundle_path, render_report
 from qckit.submission import SubmissionError, predict_files
 
 
@@ -41,11 +41,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     try:
-        index = render_report(args.run_dir)
+        index = render_report(args.run_dir, bundle=args.bundle)
     except FileNotFoundError as err:
         print(f"qckit report: {err}", file=sys.stderr)
         return 2
     print(index)
+    if args.bundle:
+        print(f"bundle: {bundle_path(args.run_dir)}")
     return 0
 
 
@@ -129,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="render a run's notebooks and index.html")
     p.add_argument("run_dir", type=Path)
+    p.add_argument("--bundle", action="store_true",
+                   help="also write report/<run-id>-report.html: the index and every step page in one file")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("validate", help="check data files in the official CIKM format")

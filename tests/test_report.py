@@ -3,20 +3,40 @@ received with an edited notebook renders as inert as one's own."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import chromium_binary, write_notebook
 from PIL import Image
 
+from qckit.analysis import metrics_by
+from qckit.calibrate import calibrate
+from qckit.cli import main as cli_main
 from qckit.pipeline import run_chain
-from qckit.report import clean_output_html, render_report
+from qckit.plots.evaluation import f1_by_language
+from qckit.plots.style import TASK_PALETTE, ZERO_SHOT_COLOR
+from qckit.report import (
+    CSP,
+    FLOOR_MARGIN,
+    REPORT_FILE_MODE,
+    bundle_path,
+    clean_output_html,
+    render_report,
+    step_anchor,
+    verdict_lines,
+)
+from qckit.runs import Run, write_json_atomic
 
 PLANTED = [
     "<script>document.title='PWNED'</script>",
@@ -41,16 +61,63 @@ Run(run_dir).write_metrics("01_show", {{"headline": {{"worst query": queries[0],
 """
 
 
+def _dev_predictions(learned: bool, seed: int = 0) -> pd.DataFrame:
+    """Dev predictions of two tasks and three languages (de zero-shot); ``learned``: scores follow the
+    labels, else every pair gets the same score."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for task in ("QC", "QI"):
+        for lang in ("en", "fr", "de"):
+            for q in range(12):
+                for k in range(5):
+                    label = int(rng.random() < 0.6)
+                    score = (0.65 * label + 0.35 * rng.random()) if learned else 0.5
+                    rows.append({"id": len(rows), "task": task, "language": lang, "query": f"{lang} query {q}",
+                                 "target": f"target {k}", "label": label, "origin": "original", "score": score})
+    return pd.DataFrame(rows)
+
+
+def write_step_results(run: Run, *, learned: bool = True) -> dict:
+    """What steps 01-06 leave in a run for the index: dev predictions, the calibration (computed by the
+    kit on them), the zero-shot languages, the data steps' headlines. Returns the calibration metrics."""
+    dev = _dev_predictions(learned)
+    run.path("predictions").mkdir(parents=True, exist_ok=True)
+    dev.to_parquet(run.path("predictions", "dev.parquet"), index=False)
+    run.write_metrics("01_data_audit", {"rows": {"train": {"total": 400}}, "zero_shot_languages": ["de"],
+                                        "zero_shot_languages_by_task": {"QC": ["de"], "QI": ["de"]},
+                                        "headline": {"rows": 580, "zero_shot_languages": "de"}})
+    run.write_metrics("02_translation", {"enabled": True, "headline": {"translated_rows": 60}})
+    run.write_metrics("03_negative_mining", {"enabled": True, "headline": {"mined_negatives": 150}})
+    run.write_metrics("04_noise_detection", {"enabled": True, "action": "remove", "rows": 610, "rows_after": 570,
+                                             "headline": {"flagged": 40}})
+    calibration = calibrate(dev, n_bootstrap=20, folds=3)
+    run.write_metrics("06_calibration", calibration)
+    return calibration
+
+
+def _report_cli(run_root: Path) -> list[str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main(["report", str(run_root), "--bundle"]) == 0
+    return out.getvalue().splitlines()
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
+    """A run of one purpose-built notebook, with what steps 01-06 would leave beside it, rendered by
+    `qckit report RUN --bundle`."""
     tmp = tmp_path_factory.mktemp("report")
     nbdir = tmp / "notebooks"
     write_notebook(nbdir / "01_show.ipynb", ["print('visible output')", SHOW_USER_TEXT])
     params = tmp / "p.yaml"
     params.write_text("name: reporttest\n")
-    result = run_chain(params, notebooks_dir=nbdir, outputs_dir=tmp / "out", run_id="r", progress=False)
+    result = run_chain(params, notebooks_dir=nbdir, outputs_dir=tmp / "out", run_id="r", progress=False,
+                       report=False)
     assert result.ok
-    return result.report_index
+    write_step_results(result.run, learned=True)
+    index = result.run.path("report", "index.html")
+    assert _report_cli(result.run.root) == [str(index), f"bundle: {bundle_path(result.run.root)}"]
+    return index
 
 
 def _scripts(html: str) -> list[str]:
@@ -81,6 +148,129 @@ def test_notebook_page_hides_code_embeds_figures_and_is_inert(report: Path):
     assert "Content-Security-Policy" in page
 
 
+# --- the stakeholder's index: verdicts, pictures, the one-file report ------------------------------------
+
+def test_verdict_of_a_model_above_the_floor_judges_the_held_out_f1():
+    qc, qi = verdict_lines({"tasks": {
+        "QI": {"f1": 0.801, "all_positive_f1": 0.79},  # no held-out F1: the F1 at the fitted threshold
+        "QC": {"f1": 0.90, "f1_held_out_threshold": 0.853, "all_positive_f1": 0.791},
+    }})
+    assert (qc.task, qc.kind, qi.task, qi.kind) == ("QC", "learned", "QI", "learned")
+    assert qc.text == "QC: F1 0.85 on dev, against 0.79 if every pair were called relevant: +6 points."
+    assert qi.text == "QI: F1 0.80 on dev, against 0.79 if every pair were called relevant: +1 point."
+
+
+@pytest.mark.parametrize("f1, floor, text", [
+    (0.7722, 0.7722, "QC: F1 0.77 on dev, the same as calling every pair relevant (0.77): "
+                     "the model learned nothing usable."),
+    (0.7722 + FLOOR_MARGIN * 0.9, 0.7722, "QC: F1 0.78 on dev, the same as calling every pair relevant (0.77): "
+                                          "the model learned nothing usable."),
+    (0.7385, 0.7826, "QC: F1 0.74 on dev, 4 points below calling every pair relevant (0.78): "
+                     "the model learned nothing usable."),
+])
+def test_verdict_of_a_model_at_or_below_the_floor_says_it_learned_nothing(f1, floor, text):
+    (v,) = verdict_lines({"tasks": {"QC": {"f1": 0.95, "f1_held_out_threshold": f1, "all_positive_f1": floor}}})
+    assert (v.kind, v.text) == ("floor", text)
+
+
+def test_verdict_says_plainly_when_metrics_are_missing():
+    failed = {"ok": False, "steps": [{"step": "01_data_audit", "status": "done"},
+                                     {"step": "05_fine_tuning", "status": "failed"}]}
+    partial = {"ok": True, "steps": [{"step": "01_data_audit", "status": "done"}]}
+    assert [v.text for v in verdict_lines(None, failed)] == [
+        "No verdict: the run failed at step 05_fine_tuning before the model could be judged."]
+    assert [v.text for v in verdict_lines(None, partial)] == [
+        "No verdict: step 06_calibration has not run, so there is no calibrated model to judge."]
+    (v,) = verdict_lines(None)
+    assert v.kind == "missing" and "metrics of step 06_calibration are missing" in v.text
+    qc, qi = verdict_lines({"tasks": {"QC": {"f1": 0.9, "all_positive_f1": 0.8}, "QI": {"all_positive_f1": 0.8}}})
+    assert qc.kind == "learned" and qi.kind == "missing" and qi.text.startswith("QI: no verdict")
+
+
+def _pictures(page: str) -> dict[str, np.ndarray]:
+    """The index's pictures by figure id, decoded from their data: URIs."""
+    found = re.findall(r"<figure id='([^']+)'><img [^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    return {fid: np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")) for fid, b64 in found}
+
+
+def test_index_opens_with_verdicts_then_decodable_pictures(report: Path):
+    page = report.read_text()
+    calibration = Run(report.parent.parent).read_metrics("06_calibration")
+    verdicts = verdict_lines(calibration)
+    assert [v.kind for v in verdicts] == ["learned", "learned"]
+    for v in verdicts:
+        assert f"<li class='learned'>{v.text}</li>" in page
+    # the order a stakeholder reads: verdict, pictures, then the tables and links of before
+    positions = [page.index(marker) for marker in ('id="verdicts"', 'id="pictures"', 'id="figures"', 'id="reports"')]
+    assert positions == sorted(positions)
+    pictures = _pictures(page)
+    assert list(pictures) == ["picture-languages", "picture-steps", "picture-times"]
+    for fid, pixels in pictures.items():
+        height, width, _ = pixels.shape
+        assert 300 <= width <= 1000 and 100 <= height <= 500, (fid, pixels.shape)  # small figures
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10, fid  # not blank
+    assert "Not shown" not in page
+
+
+def test_index_of_a_run_at_the_floor_and_of_a_failed_run(tmp_path: Path):
+    run = Run(tmp_path / "floor").ensure()
+    write_step_results(run, learned=False)  # one score for every pair: the model calls them all alike
+    index = render_report(run.root)
+    page = index.read_text()
+    assert "<li class='floor'>QC: F1 0.7" in page and "the model learned nothing usable" in page
+    assert "<li class='floor'>QI: F1 0.7" in page and "class='learned'" not in page
+    assert "picture-languages" in page and not bundle_path(run.root).exists()  # no bundle unless asked
+
+    failed = Run(tmp_path / "failed").ensure()
+    write_json_atomic(failed.path("run_status.json"), {"ok": False, "steps": [
+        {"step": "01_data_audit", "status": "done", "seconds": 3.0},
+        {"step": "05_fine_tuning", "status": "failed", "seconds": 1.5}]})
+    page = render_report(failed.root).read_text()
+    assert "<li class='missing'>No verdict: the run failed at step 05_fine_tuning" in page
+    assert list(_pictures(page)) == ["picture-times"]
+    assert "Not shown: F1 per language" in page and "data steps" in page
+
+
+def test_f1_by_language_marks_the_zero_shot_languages():
+    table = metrics_by(_dev_predictions(True), ["task", "language"], thresholds={"QC": 0.5, "QI": 0.5})
+    fig = f1_by_language(table, zero_shot={"QC": ["de"], "QI": []})
+    try:
+        qc, qi = fig.axes
+        colours = {t.get_text(): matplotlib.colors.to_hex(t.get_color()) for t in qc.get_xticklabels()}
+        assert colours["de"] == ZERO_SHOT_COLOR and colours["en"] != ZERO_SHOT_COLOR
+        assert all(matplotlib.colors.to_hex(t.get_color()) != ZERO_SHOT_COLOR for t in qi.get_xticklabels())
+        assert [p.get_hatch() for p in qc.patches] == [None, None, "///"]
+        assert "zero-shot language (no training rows)" in [t.get_text() for t in fig.legends[0].get_texts()]
+    finally:
+        plt.close(fig)
+
+
+def test_bundle_is_one_offline_file_with_every_page(report: Path):
+    bundle = bundle_path(report.parent.parent)
+    assert bundle == report.parent / "r-report.html"
+    assert os.stat(bundle).st_mode & 0o777 == REPORT_FILE_MODE
+    page = bundle.read_text()
+    assert f'<meta http-equiv="Content-Security-Policy" content="{CSP}">' in page
+    assert not _scripts(page) and not re.search(r"<(link|iframe|object|embed)\b", page, flags=re.IGNORECASE)
+    # every step page's content: its text and its pictures; and the index's verdicts and pictures
+    step_pages = sorted(p for p in report.parent.glob("*.html") if p not in (report, bundle))
+    assert [p.stem for p in step_pages] == ["01_show"]
+    for step in step_pages:
+        assert f"id='{step_anchor(step.stem)}'" in page
+        for picture in re.findall(r"data:image/png;base64,[A-Za-z0-9+/=]+", step.read_text()):
+            assert picture in page
+    assert "visible output" in page and "&lt;script&gt;document.title=&#x27;PWNED&#x27;" in page
+    assert list(_pictures(page)) == ["picture-languages", "picture-steps", "picture-times"]
+    assert "+" in page.split("id=\"verdicts\"", 1)[1].split("</ul>", 1)[0]
+    # links only in-page, each to an anchor that exists once; pictures only inline
+    ids = [m[1] for m in re.findall(r"\sid=([\"'])(.*?)\1", page)]
+    assert len(ids) == len(set(ids))
+    hrefs = [m[1] for m in re.findall(r"\shref=([\"'])(.*?)\1", page)]
+    assert hrefs and all(h.startswith("#") and h[1:] in ids for h in hrefs), hrefs
+    assert f"#{step_anchor('01_show')}" in hrefs
+    assert all(m[1].startswith("data:image/") for m in re.findall(r"\ssrc=([\"'])(.*?)\1", page))
+
+
 def _chromium(args: list[str], timeout: int = 90) -> subprocess.CompletedProcess:
     binary = chromium_binary()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -103,12 +293,19 @@ def test_headless_browser_renders_and_planted_script_does_not_run(report: Path, 
     assert "document.title" in dom  # the planted text is shown as text
     if page == "index.html":
         assert 'href="01_show.html"' in dom and "0.8123" in dom
+        assert all(f'id="{fid}"' in dom for fid in ("picture-languages", "picture-steps", "picture-times"))
     else:
         assert "data:image/png;base64," in dom
     shot = tmp_path / f"{page}.png"
-    _chromium([f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1200,900",
+    _chromium([f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1200,2200", "--hide-scrollbars",
                f"--screenshot={shot}", target.as_uri()])
     assert shot.exists() and shot.stat().st_size > 5000
+    if page == "index.html":  # the pictures decoded and drawn: the colours of their bars are on screen
+        # bars of the tasks (F1 per language), of rows added and removed (step effects)
+        for colour, least in ((TASK_PALETTE["QC"], 5000), (TASK_PALETTE["QI"], 5000), ("#55a868", 500),
+                              ("#c44e52", 500)):
+            rgb = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+            assert _colour_pixels(shot, rgb, tolerance=12) >= least, colour
 
 
 # --- a received run whose executed notebook was edited -------------------------------------------------

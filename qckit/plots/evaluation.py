@@ -8,19 +8,22 @@ Example:
     >>> fig = f1_threshold_curve(sweep_by_task(dev), metrics["thresholds"], PAPER_THRESHOLDS)
     >>> fig = reliability_diagram(reliability_by_task(dev, metrics["temperature"]))
     >>> fig = f1_heatmap(metrics_by(dev, ["task", "language"], thresholds=thr), zero_shot=["de", "it"])
+    >>> fig = f1_by_language(metrics_by(dev, ["task", "language"], thresholds=thr), zero_shot=["de", "it"])
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.figure import Figure
 
 from qckit import TASKS
 from qckit.audit import language_order
-from qckit.plots.style import TASK_PALETTE, figure, mark_zero_shot, no_data, style, task_panels
+from qckit.plots.style import TASK_PALETTE, ZERO_SHOT_COLOR, figure, mark_zero_shot, no_data, style, task_panels
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 STAGE_STYLE = {"before": {"color": "#c44e52", "marker": "o"}, "after": {"color": "#4c72b0", "marker": "s"}}
 
@@ -116,6 +119,8 @@ def f1_heatmap(metrics_by_lang: pd.DataFrame, *, zero_shot: Sequence[str] = ()) 
             language, f1, all_positive_f1``), or the ``language`` table of ``qckit.analysis.slices``.
         zero_shot: languages to mark; their labels read "xx (zero-shot)" in red.
     """
+    import seaborn as sns  # loaded here: `qckit report` (and so every `qckit` command) imports this module
+
     data = metrics_by_lang
     langs = language_order(data["language"].unique()) if len(data) else []
     tasks = _task_order(data["task"]) if len(data) else []
@@ -135,4 +140,53 @@ def f1_heatmap(metrics_by_lang: pd.DataFrame, *, zero_shot: Sequence[str] = ()) 
         ax.set_ylabel("language")
         ax.tick_params(axis="both", rotation=0)
         mark_zero_shot(ax, langs, zero_shot)
+    return fig
+
+
+def f1_by_language(metrics_by_lang: pd.DataFrame, *,
+                   zero_shot: Sequence[str] | Mapping[str, Sequence[str]] = ()) -> Figure:
+    """F1 per language as bars, one panel per task, each bar with its all-positive F1 as a black tick;
+    zero-shot languages hatched, their labels red and bold: the index page's picture of the model.
+
+    Args:
+        metrics_by_lang: ``qckit.analysis.metrics_by(preds, ["task", "language"], ...)`` (``task,
+            language, f1, all_positive_f1``).
+        zero_shot: languages without training rows; or task -> such languages.
+
+    Example:
+        >>> f1_by_language(metrics_by(dev, ["task", "language"], thresholds=thr), zero_shot=["de", "it"])
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    marked_any: list[bool] = []
+
+    def draw(ax, task: str, part: pd.DataFrame) -> None:
+        part = part.set_index("language").reindex(language_order(part["language"].unique()))
+        langs, x = list(part.index), np.arange(len(part))
+        zs = set(zero_shot.get(task, ()) if isinstance(zero_shot, Mapping) else zero_shot) & set(langs)
+        bars = ax.bar(x, part["f1"], width=0.7, color=TASK_PALETTE.get(task, "#4c72b0"), edgecolor="white")
+        for bar, lang in zip(bars, langs):
+            if lang in zs:
+                bar.set_hatch("///")
+                bar.set_edgecolor(ZERO_SHOT_COLOR)
+        ax.scatter(x, part["all_positive_f1"], marker="_", s=260, linewidths=2.2, color="k", zorder=3)
+        ax.set_xticks(x, langs)
+        mark_zero_shot(ax, langs, sorted(zs), axis="x")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("language")
+        ax.set_ylabel("F1 (dev)")
+        marked_any.append(bool(zs))
+
+    data = metrics_by_lang
+    tasks = _task_order(data["task"]) if len(data) else ["(no labels)"]
+    fig = task_panels(tasks, "F1 per language on dev, against calling every pair relevant", data, draw,
+                      width=7.0 / max(len(tasks), 1), height=3.5, sharey=True)
+    if marked_any:
+        handles = [Patch(color="0.45", label="F1 at the calibrated threshold"),
+                   Line2D([], [], color="k", lw=2.2, label="F1 if every pair were called relevant")]
+        if any(marked_any):
+            handles.append(Patch(facecolor="white", edgecolor=ZERO_SHOT_COLOR, hatch="///",
+                                 label="zero-shot language (no training rows)"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     return fig
