@@ -1,7 +1,9 @@
 """Typed run parameters: one YAML profile per run, validated before anything executes.
 
 Every section is a pydantic model with ``extra="forbid"``, so an unknown key or a wrong type is an
-error that names the key (``data.drop_duplicates: Input should be a valid boolean``). Field
+error that names the key (``data.drop_duplicates: Input should be a valid boolean``). Numbers are numbers:
+a YAML boolean (``yes``, ``no``, ``on``, ``off``, ``true``, ``false``) given where a number belongs is an error,
+not 1 or 0. Field
 descriptions are the documentation of each parameter; measured figures behind them and behind the
 shipped profiles are in ``benchmarks/profiles.md``.
 
@@ -22,7 +24,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 Task = Literal["QC", "QI"]
 
@@ -35,8 +46,32 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _bool_became_number(value: Any, validated: Any) -> bool:
+    """Whether a boolean of ``value`` came out of validation as something else (pydantic's lax mode reads
+    true as 1 and 1.0): in the value itself or inside a list, tuple or mapping of it."""
+    if isinstance(value, bool):
+        return not isinstance(validated, bool)
+    if isinstance(validated, BaseModel):  # a nested section checks its own fields
+        return False
+    if isinstance(value, dict) and isinstance(validated, dict):
+        return any(_bool_became_number(v, validated[k]) for k, v in value.items() if k in validated)
+    if isinstance(value, (list, tuple)) and isinstance(validated, (list, tuple)) and len(value) == len(validated):
+        return any(_bool_became_number(v, w) for v, w in zip(value, validated))
+    return False
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        validated = handler(value)
+        if _bool_became_number(value, validated):
+            raise PydanticCustomError(
+                "bool_not_number", "expected a number, got a boolean (YAML reads yes/no, on/off and true/false "
+                "as booleans)")
+        return validated
 
 
 class RunParams(Section):

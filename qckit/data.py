@@ -4,8 +4,13 @@ The CIKM AnalytiCup 2025 files are JSON lines, one object a line::
 
     {"id": 1, "task": "QC", "language": "fr", "origin_query": "...", "category_path": "a,b,c", "label": 1}
 
-QI rows carry ``item_title`` instead of ``category_path``; test files have no ``label``. CSV and Parquet
-files with the same columns are read too (chosen by extension: .jsonl/.json, .csv, .parquet/.pq).
+QI rows carry ``item_title`` instead of ``category_path``; test files have no ``label``. A .jsonl/.json file
+that holds one JSON array of such objects (``[{...}, {...}]``, indented or not) is read too, each element a
+row located by the line it starts on. CSV and Parquet files with the same columns are read as well (chosen
+by extension: .jsonl/.json, .csv, .parquet/.pq).
+
+Text must be valid Unicode: a lone surrogate escape (``"\ud800"``, what a cut emoji leaves in query logs)
+or bytes that are not UTF-8 are errors naming the line and field, never replaced silently.
 Every loader returns the pairs table of DESIGN.md (``id, task, language, query, target, label, origin,
 source_id``) and every problem is a ``DataError`` naming the file, the 1-based line and the field.
 
@@ -18,11 +23,14 @@ Example:
 """
 from __future__ import annotations
 
+import csv
 import functools
 import io
 import json
+import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+import stat
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
@@ -47,7 +56,8 @@ PAIRS_DTYPES: dict[str, Any] = {
     "id": "int64", "task": str, "language": str, "query": str, "target": str,
     "label": "Int8", "origin": str, "source_id": "Int64",
 }
-WARNING_KINDS = ("empty_query", "empty_target", "duplicate_rows", "conflicting_pairs", "unknown_fields")
+WARNING_KINDS = ("empty_query", "empty_target", "duplicate_rows", "conflicting_pairs", "unknown_fields",
+                 "empty_category_level")
 SPLITS = ("train", "dev", "test")
 MAX_ERRORS = 50
 MAX_EXAMPLES = 5
@@ -70,9 +80,10 @@ class DataError(ValueError):
         self.file, self.line, self.field, self.message = str(file), line, field, message
         super().__init__(str(self))
 
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: field '{self.field}': {self.message}" if self.field else f"{where}: {self.message}"
+    def __str__(self) -> str:  # control characters and lone surrogates escaped: safe to print and encode
+        file, message = _printable(self.file), _printable(self.message, keep="\n")
+        where = file if self.line is None else f"{file}:{self.line}"
+        return f"{where}: field '{_printable(self.field)}': {message}" if self.field else f"{where}: {message}"
 
     def __reduce__(self):  # keep the four attributes through pickling (worker processes)
         return (DataError, (self.file, self.line, self.field, self.message))
@@ -93,6 +104,7 @@ class FileReport:
     labels: dict[str, int] = field(default_factory=dict)
     has_labels: bool = False
     unknown_fields: list[str] = field(default_factory=list)
+    lines: np.ndarray | None = field(default=None, repr=False, compare=False)  # each row's line (read_pairs)
 
     @property
     def ok(self) -> bool:
@@ -105,7 +117,7 @@ class FileReport:
     def format(self) -> str:
         """A readable summary: counts, warnings with example lines, then the errors."""
         status = "OK" if self.ok else _plural(self.error_count, "error")
-        out = [f"{self.path}: {status}, {_plural(self.rows, 'row')}"]
+        out = [f"{_printable(self.path)}: {status}, {_plural(self.rows, 'row')}"]
         if self.tasks:
             out.append(f"  tasks: {_join_counts(self.tasks)}")
             out.append(f"  languages: {_join_counts(self.languages)}")
@@ -115,9 +127,10 @@ class FileReport:
                 shown = self.examples.get(kind, [])
                 more = len(shown) < n and kind != "conflicting_pairs"  # that one counts pairs, not lines
                 lines = ", ".join(map(str, shown)) + ", ..." * more
-                names = f" {', '.join(self.unknown_fields)}" if kind == "unknown_fields" else ""
+                names = f" {', '.join(map(_printable, self.unknown_fields))}" if kind == "unknown_fields" else ""
                 word = "line" if len(shown) == 1 else "lines"
-                out.append(f"  warning: {kind.replace('_', ' ')}{names}: {n:,} ({word} {lines})")
+                what = _WARNING_TEXT.get(kind, kind.replace("_", " "))
+                out.append(f"  warning: {what}{names}: {n:,} ({word} {lines})")
         out += [f"  {err}" for err in self.errors]
         if self.more_errors:
             out.append(f"  ... and {self.more_errors:,} more errors")
@@ -129,7 +142,18 @@ def _plural(n: int, word: str) -> str:
 
 
 def _join_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    return ", ".join(f"{_printable(k)} {v:,}" for k, v in counts.items())
+
+
+_WARNING_TEXT = {"empty_category_level": "category path with an empty level (a trailing, leading or double comma)"}
+
+
+def _printable(text: str, keep: str = "") -> str:
+    """``text`` with control characters, lone surrogates and other unprintable characters escaped
+    (``\\x1b``, ``\\ud800``): what a message shows of a file's content or name is safe to print and to encode."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 # reading: bytes -> raw frame ---------------------------------------------------------------------
@@ -148,16 +172,26 @@ def _read_raw(path: Path) -> _Raw:
     if kind is None:
         raise DataError(path, None, None,
                         f"unknown file type '{path.suffix}'; expected .jsonl, .json, .csv or .parquet")
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise DataError(path, None, None, "is a directory, not a data file") from None
-    except OSError as err:
-        raise DataError(path, None, None, f"cannot read file ({err.strerror or err})") from None
+    data = _read_bytes(path)
     if kind == "parquet":
         return _read_parquet(path, data)
     data = _check_text(path, data)
     return _read_jsonl(path, data) if kind == "jsonl" else _read_csv(path, data)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(mode):  # a pipe or a device could block or never end
+            raise DataError(path, None, None, "is not a regular file (a pipe, socket or device)")
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(path, None, None, "is a directory, not a data file") from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL character in the path
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise DataError(path, None, None, f"cannot read file ({reason})") from None
 
 
 def _check_text(path: Path, data: bytes) -> bytes:
@@ -175,29 +209,52 @@ def _read_jsonl(path: Path, data: bytes) -> _Raw:
     # Written by hand: no library reports line- and field-level errors for JSON lines at this speed.
     # Arrow's C++ reader parses clean files in a fraction of pandas.read_json's time; only when it
     # fails, or finds a type or gap it cannot pin to a line, does the Python pass below locate it.
-    return _jsonl_fast(data) or _jsonl_by_line(path, data)
+    if _ARRAY_START.match(data):
+        items = _array_items(path, data)
+        if items is not None:
+            return _rows(path, items)
+    return _jsonl_fast(data) or _rows(path, _json_items(path, data))
 
 
 _NUL_BYTES = "contains NUL bytes: the file looks like UTF-16 without a byte-order mark; expected UTF-8"
 _LATIN1 = "expected UTF-8 text (was the file saved as latin-1 or cp1252?)"
+_ARRAY_START = re.compile(rb"[ \t\r\n]*\[")
+_OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
+_JSON_SPACE = re.compile(r"[ \t\r\n]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NULL_LINE, _NULL_FIRST = re.compile(rb"\n[ \t\r]*null"), re.compile(rb"[ \t\r]*null")
+_ARRAY_NOTE = "the file starts with '[' and is read as one JSON array of objects"
 # Explicit types: inference would turn a column of date-like queries into timestamps. A value of
 # another type (an id "7", a label 1.0) makes arrow fail, and the line-by-line pass says where.
 _ARROW_SCHEMA = pa.schema([(name, pa.int64() if name in ("id", "label") else pa.string())
                            for name in OFFICIAL_FIELDS])
 
 
+def _utf8_message(raw: bytes, start: int, where: str) -> str:
+    if raw[start] == 0xED and start + 1 < len(raw) and 0xA0 <= raw[start + 1] <= 0xBF:
+        return (f"not valid UTF-8 ({where}): an encoded UTF-16 surrogate, half of a character such as an "
+                "emoji cut in two; repair or remove it")
+    return f"not valid UTF-8 ({where}); {_LATIN1}"
+
+
 def _jsonl_fast(data: bytes) -> _Raw | None:
+    # pyarrow's reader (26.0) crashes the whole process, a segfault, on a block whose first row starts with
+    # `null`: a file with a line starting so goes to the Python pass (the check costs ms only where "null" is)
+    if b"null" in data and (_NULL_LINE.search(data) or _NULL_FIRST.match(data)):
+        return None
     options = pa_json.ParseOptions(explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="infer")
     try:
         table = pa_json.read_json(pa.BufferReader(data), parse_options=options)
-        table.validate(full=True)  # arrow parses without checking UTF-8; this checks it, in C++
-    except pa.ArrowException:
+        # arrow parses without checking UTF-8; this checks it, in C++ (a lone surrogate escape fails the parse)
+        table.validate(full=True)
+        names = table.column_names  # a field name that is not UTF-8 fails here
+    except (pa.ArrowException, UnicodeDecodeError):
         return None
     lines = _row_lines(data, table.num_rows)
     # a missing or null required field: only the slow pass can tell which of the two it is
     if lines is None or any(table.column(name).null_count for name in REQUIRED_FIELDS):
         return None
-    extra = [name for name in table.column_names if name not in OFFICIAL_FIELDS]
+    extra = [name for name in names if name not in OFFICIAL_FIELDS]
     frame = pd.DataFrame({name: _column(table, name) for name in OFFICIAL_FIELDS})
     frame["line"] = lines
     frame["extra"] = np.logical_or.reduce([table.column(n).is_valid().to_numpy(zero_copy_only=False)
@@ -226,15 +283,25 @@ def _row_lines(data: bytes, rows: int) -> np.ndarray | None:
     return np.asarray(filled, dtype=np.int64) if len(filled) == rows else None
 
 
-def _jsonl_by_line(path: Path, data: bytes) -> _Raw:
+# (1-based line, the parsed object or None, problems as (field, message)) of one row
+_Item = tuple[int, "dict | None", list[tuple[str | None, str]]]
+
+
+def _json_items(path: Path, data: bytes) -> Iterator[_Item]:
+    """The rows of a JSON-lines file, one a non-blank line; a file of multi-line objects is one error."""
+    _check_spread_object(path, data)
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        if raw.strip():
+            yield (lineno, *_parse_line(raw))
+
+
+def _rows(path: Path, items: Iterable[_Item]) -> _Raw:
     columns: dict[str, list] = {name: [] for name in OFFICIAL_FIELDS}
     lines, extra, errors, unknown, rows = [], [], [], set(), 0
-    for lineno, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
+    for lineno, obj, problems in items:
         rows += 1
-        obj, problem = _parse_line(raw)
-        problems = [(None, problem)] if problem else _record_problems(obj)
+        if obj is not None:
+            problems = _record_problems(obj) + problems
         if problems:
             errors += [DataError(path, lineno, name, message) for name, message in problems]
             continue
@@ -252,22 +319,102 @@ def _jsonl_by_line(path: Path, data: bytes) -> _Raw:
     return _Raw(frame, rows, errors, sorted(unknown))
 
 
-def _parse_line(raw: bytes) -> tuple[Any, str | None]:
+def _parse_line(raw: bytes) -> tuple[dict | None, list[tuple[str | None, str]]]:
     if b"\x00" in raw:
-        return None, _NUL_BYTES
+        return None, [(None, _NUL_BYTES)]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        where = f"byte 0x{raw[err.start]:02x} at byte {err.start + 1} of the line"
-        return None, f"not valid UTF-8 ({where}); {_LATIN1}"
-    hint = "; a .json file must hold JSON lines, one object a line" if text.lstrip().startswith("[") else ""
+        return None, [(None, _utf8_message(raw, err.start, f"byte 0x{raw[err.start]:02x} at byte "
+                                                            f"{err.start + 1} of the line"))]
+    hint = "; JSON lines hold one object a line" if text.lstrip().startswith("[") else ""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
-        return None, f"invalid JSON: {err.msg} (column {err.colno}){hint}"
+        return None, [(None, f"invalid JSON: {err.msg} (column {err.colno}){hint}")]
+    except (ValueError, RecursionError) as err:  # an integer of thousands of digits; nesting too deep
+        return None, [(None, f"invalid JSON: {_json_limit(err)}")]
     if not isinstance(obj, dict):
-        return None, f"expected a JSON object {{...}} on each line, got {_show(obj)}{hint}"
-    return obj, None
+        return None, [(None, f"expected a JSON object {{...}} on each line, got {_show(obj)}{hint}")]
+    # a lone surrogate can only come from a \u escape: the bytes of one are not UTF-8
+    return obj, _text_problems(obj) if "\\u" in text else []
+
+
+def _json_limit(err: Exception) -> str:
+    if isinstance(err, RecursionError):
+        return "arrays or objects nested too deeply"
+    return str(err).split(";")[0]
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _array_items(path: Path, data: bytes) -> list[_Item] | None:
+    """The elements of a file holding one JSON array, each located by the line it starts on.
+
+    None when the file is JSON lines whose first line happens to be an array (``[1, 2]``, then objects):
+    the line-by-line pass reports that line. A broken array is one error, where the parser stopped.
+    """
+    text = _decode_text(path, data)
+    first, _, rest = text.lstrip(" \t\r\n").partition("\n")
+    if rest.strip() and _is_json(first):
+        return None
+    decoder, space, items, line, last = json.JSONDecoder(), _JSON_SPACE, [], 1, 0
+    escapes = "\\u" in text  # a lone surrogate can only come from a \\u escape
+    i = space.match(text, space.match(text).end() + 1).end()  # past the '[' and the space after it
+    try:
+        while not text.startswith("]", i) or items:
+            value, end = decoder.raw_decode(text, i)
+            line, last = line + text.count("\n", last, i), i
+            if isinstance(value, dict):
+                items.append((line, value, _text_problems(value) if escapes else []))
+            else:
+                items.append((line, None, [(None, "expected a JSON object {...} as each element of the array, "
+                                                  f"got {_show(value)}")]))
+            i = space.match(text, end).end()
+            if not text.startswith(",", i):
+                break
+            i = space.match(text, i + 1).end()
+        if not text.startswith("]", i):
+            raise json.JSONDecodeError("Expecting ',' or ']' after an element of the array", text, i)
+        i = space.match(text, i + 1).end()
+        if i < len(text):
+            raise json.JSONDecodeError("Extra data after the array", text, i)
+    except json.JSONDecodeError as err:
+        comma = err.msg == "Expecting value" and text[:err.pos].rstrip().endswith(",")
+        hint = ", a comma after the last element?" * comma
+        raise DataError(path, err.lineno, None, f"invalid JSON: {err.msg} (column {err.colno}{hint}); "
+                        f"{_ARRAY_NOTE}") from None
+    except (ValueError, RecursionError) as err:
+        raise DataError(path, line, None, f"invalid JSON: {_json_limit(err)}; {_ARRAY_NOTE}") from None
+    if not items:
+        raise DataError(path, None, None, "file is an empty JSON array (no rows)")
+    return items
+
+
+def _check_spread_object(path: Path, data: bytes) -> None:
+    """One clear error for a file of indented objects (``jq .`` output), not one per line of each."""
+    start = _OBJECT_START.match(data)
+    if not start:
+        return
+    begin, newline = start.end() - 1, data.find(b"\n", start.end())
+    if _is_json(data[begin:newline if newline >= 0 else len(data)].decode("utf-8", "replace")):
+        return
+    try:
+        text = data[begin:].decode("utf-8")
+        value, end = json.JSONDecoder().raw_decode(text)
+    except (ValueError, RecursionError):
+        return  # a broken first line: the line-by-line pass says where
+    if isinstance(value, dict) and "\n" in text[:end]:
+        line = data.count(b"\n", 0, begin) + 1
+        last = line + text.count("\n", 0, end)
+        raise DataError(path, line, None, f"the JSON object on lines {line}-{last} spans several lines; JSON lines "
+                        f"hold one object a line (`jq -c . {path.name}` rewrites the file so)")
 
 
 def _record_problems(obj: dict) -> list[tuple[str | None, str]]:
@@ -288,6 +435,41 @@ def _record_problems(obj: dict) -> list[tuple[str | None, str]]:
     return out
 
 
+def _text_problems(obj: dict) -> list[tuple[str | None, str]]:
+    """Lone surrogates (``"\\ud800"``) anywhere in a row, field names and unknown fields included: such text
+    cannot be written as UTF-8, so neither the pairs table nor a submission could hold it."""
+    out: list[tuple[str | None, str]] = []
+    for key, value in obj.items():
+        found = _first_surrogate(key)
+        if found:
+            out.append((key, f"the field name {_surrogate_message(*found)}"))
+            continue
+        found = _first_surrogate(value)
+        if found:
+            out.append((key, _surrogate_message(*found)))
+    return out
+
+
+def _first_surrogate(value: Any) -> tuple[str, int] | None:
+    stack = [value]
+    while stack:  # not recursive: JSON may nest as deep as the parser allows
+        value = stack.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                return found.group(), found.start()
+        elif isinstance(value, dict):
+            stack += [*reversed(value.values()), *reversed(value.keys())]
+        elif isinstance(value, list):
+            stack += reversed(value)
+    return None
+
+
+def _surrogate_message(char: str, position: int) -> str:
+    return (f"holds a lone surrogate escape {_printable(char)} (character {position + 1}): not valid Unicode "
+            "text, what an emoji cut in two leaves in query logs; repair or remove it")
+
+
 def _label_message(value: Any) -> str:
     return f"expected 0 or 1, got {value}"
 
@@ -298,8 +480,11 @@ def _show(value: Any) -> str:
              dict: "an object"}
     if value is None:
         return "null"
-    text = json.dumps(value, ensure_ascii=False)
-    text = text if len(text) <= 40 else text[:37] + "..."
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except ValueError:  # an integer of thousands of digits
+        text = f"{type(value).__name__} too large to show"
+    text = _printable(text if len(text) <= 40 else text[:37] + "...")
     return f"{text} ({kinds.get(type(value), type(value).__name__)})"
 
 
@@ -311,38 +496,110 @@ def _decode_text(path: Path, data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        message = f"not valid UTF-8 (byte 0x{data[err.start]:02x}); {_LATIN1}"
-        raise DataError(path, line, None, message) from None
+        raise DataError(path, line, None, _utf8_message(data, err.start, f"byte 0x{data[err.start]:02x}")) from None
 
 
 def _check_columns(path: Path, columns: Sequence[str], kind: str) -> None:
+    where = 1 if kind == "CSV" else None
+    repeated = sorted({c for c in columns if list(columns).count(c) > 1})
+    if repeated:
+        raise DataError(path, where, repeated[0], f"{kind} file has column {_printable(repeated[0])!r} more than "
+                        "once")
     missing = [c for c in REQUIRED_FIELDS if c not in columns]
     if not {"category_path", "item_title"} & set(columns):
         missing.append("category_path")
     if missing:
         names, has = ", ".join(f"'{c}'" for c in missing), ", ".join(map(str, columns))
-        raise DataError(path, 1 if kind == "CSV" else None, missing[0],
+        raise DataError(path, where, missing[0],
                         f"{kind} file lacks column(s) {names} (it has: {has}); a row needs id, task, "
                         "language, origin_query and category_path (QC) or item_title (QI)")
 
 
-def _read_csv(path: Path, data: bytes) -> _Raw:
-    text = _decode_text(path, data)
+def _csv_records(path: Path, text: str) -> list[tuple[int, int, list[str]]]:
+    """(first line, last line, cells) of each non-blank CSV record; a quoted cell may span lines."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records, previous = [], 0
+    # the module's cell limit (128 Ki characters) is process-wide: raised while this pass runs, as arrow's
+    # reader has none; a quote never closed then shows as a row over many lines with too few cells
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise DataError(path, None, None, "file is empty (no header, no rows)") from None
-    except pd.errors.ParserError as err:
-        found = re.search(r"line (\d+)", str(err))
-        raise DataError(path, int(found.group(1)) if found else None, None, f"not valid CSV: {err}") from None
-    _check_columns(path, list(df.columns), "CSV")
-    if df.empty:
+        for cells in reader:
+            start, previous = previous + 1, reader.line_num
+            if cells and (len(cells) > 1 or cells[0].strip()):  # pandas skips blank lines too
+                records.append((start, previous, cells))
+    except csv.Error as err:
+        raise DataError(path, previous + 1, None, f"not valid CSV: {err}") from None
+    finally:
+        csv.field_size_limit(limit)
+    return records
+
+
+def _width_message(cells: int, header: list[str], first: int, last: int) -> str:
+    width = len(header)
+    if cells > width:
+        text = (f"{cells} cells, but the header has {width}: a comma in a cell that is not quoted? Quote cells "
+                'that hold commas (category paths do): "a,b,c"')
+    else:
+        absent = ", ".join(header[cells:])
+        text = f"{cells} cells, but the header has {width}: a field is missing (no cell for {absent})"
+    if last > first:
+        text += f"; the row runs over lines {first}-{last}: a quote that is never closed?"
+    return text
+
+
+def _csv_fast(data: bytes) -> tuple[list[str], pd.DataFrame, np.ndarray] | None:
+    """Header, cells and each row's line, by arrow's C++ reader; None when it fails (a row with a cell too
+    many or too few) or its rows do not pair up with the lines (a quoted line break, a lone CR): the csv
+    module's pass then says where."""
+    options = pa_csv.ConvertOptions(column_types=dict.fromkeys(OFFICIAL_FIELDS, pa.string()),
+                                    strings_can_be_null=False)
+    try:
+        table = pa_csv.read_csv(pa.BufferReader(data), convert_options=options)
+        names = table.column_names
+    except (pa.ArrowException, UnicodeDecodeError):
+        return None
+    lines = _row_lines(data, table.num_rows + 1)  # the header is a line too
+    if lines is None or len(set(names)) != len(names) or not table.num_rows:
+        return None
+    return names, table.to_pandas(), lines[1:]
+
+
+def _csv_slow(path: Path, text: str) -> tuple[list[str], pd.DataFrame, np.ndarray, list[DataError], int]:
+    """Header, cells and lines of the rows with as many cells as the header, the errors of the others, and
+    the number of rows, by Python's csv module: it gives each record's lines and number of cells."""
+    records = _csv_records(path, text)
+    if not records:
+        raise DataError(path, None, None, "file is empty (no header, no rows)")
+    header = records[0][2]
+    _check_columns(path, header, "CSV")
+    if len(records) == 1:
         raise DataError(path, None, None, "file has a header but no rows")
-    lines = np.arange(2, len(df) + 2)  # the header is line 1 (quoted multi-line cells shift this)
-    id_ok = df["id"].str.fullmatch(r"[+-]?\d{1,18}").to_numpy(dtype=bool)
-    label = df["label"] if "label" in df else pd.Series("", index=df.index)
-    label_ok = label.isin(["0", "1", ""]).to_numpy()
-    errors = _cell_errors(path, lines, ~id_ok, "id", df["id"], "expected an integer, got {!r}")
+    width, cells, lines, errors = len(header), [], [], []
+    for first, last, row in records[1:]:
+        if len(row) == width:
+            cells.append(row)
+            lines.append(first)
+        else:
+            errors.append(DataError(path, first, None, _width_message(len(row), header, first, last)))
+    df = pd.DataFrame(dict(zip(header, map(list, zip(*cells)))) if cells else dict.fromkeys(header, []),
+                      dtype=object)
+    return header, df, np.asarray(lines, dtype=np.int64), errors, len(records) - 1
+
+
+def _read_csv(path: Path, data: bytes) -> _Raw:
+    # Pandas is not used: it shifts a first row with a cell too many into an index and fills a short row in
+    text = _decode_text(path, data)
+    fast = _csv_fast(data)
+    if fast is None:
+        header, df, lines, errors, rows = _csv_slow(path, text)
+    else:
+        (header, df, lines), errors, rows = fast, [], len(fast[1])
+        _check_columns(path, header, "CSV")
+    id_ok = df["id"].str.fullmatch(r"[+-]?[0-9]{1,18}").to_numpy(dtype=bool)
+    label = df["label"] if "label" in df else pd.Series("", index=df.index, dtype=object)
+    label_ok = label.isin(["0", "1", ""]).to_numpy(dtype=bool)
+    errors += _cell_errors(path, lines, ~id_ok, "id", df["id"], "expected an integer, got {!r}")
     errors += _cell_errors(path, lines, ~label_ok, "label", label, "expected 0 or 1, got {!r}")
     good = id_ok & label_ok
     df = df[good]
@@ -357,7 +614,7 @@ def _read_csv(path: Path, data: bytes) -> _Raw:
     })
     unknown = sorted(set(df.columns) - set(OFFICIAL_FIELDS))
     frame["extra"] = bool(unknown)
-    return _Raw(frame.reset_index(drop=True), len(good), errors, unknown)
+    return _Raw(frame.reset_index(drop=True), rows, errors, unknown)
 
 
 def _csv_target(df: pd.DataFrame, name: str, other_task: str) -> pd.Series:
@@ -374,11 +631,20 @@ def _cell_errors(path: Path, lines: np.ndarray, bad: np.ndarray, name: str, valu
 
 
 def _read_parquet(path: Path, data: bytes) -> _Raw:
+    if not data:
+        raise DataError(path, None, None, "file is empty (no rows)")
     try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, OSError) as err:
-        raise DataError(path, None, None, f"cannot read Parquet ({err})") from None
-    _check_columns(path, table.column_names, "Parquet")
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        names = parquet.schema_arrow.names
+    except UnicodeDecodeError:
+        raise DataError(path, None, None, "a column name is not valid UTF-8") from None
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise DataError(path, None, None, f"cannot read Parquet ({str(err).splitlines()[0]})") from None
+    _check_columns(path, names, "Parquet")
+    try:
+        table = parquet.read()
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise DataError(path, None, None, f"cannot read Parquet ({str(err).splitlines()[0]})") from None
     if table.num_rows == 0:
         raise DataError(path, None, None, "file has no rows")
     table = _parquet_types(path, table)
@@ -389,6 +655,10 @@ def _read_parquet(path: Path, data: bytes) -> _Raw:
         null = table.column(name).is_null().to_numpy(zero_copy_only=False)
         errors += [DataError(path, int(line), name, "missing value (null)") for line in lines[null]]
         missing |= null
+    for name in ("task", "language", "origin_query", "category_path", "item_title"):
+        bad = _invalid_utf8(table, name)
+        errors += [DataError(path, int(line), name, message) for line, message in zip(lines[bad[0]], bad[1])]
+        missing |= bad[0]
     table = table.filter(pa.array(~missing))
     frame = pd.DataFrame({name: _column(table, name) for name in OFFICIAL_FIELDS})
     frame["line"] = lines[~missing]
@@ -397,9 +667,42 @@ def _read_parquet(path: Path, data: bytes) -> _Raw:
     return _Raw(frame, len(lines), errors, unknown)
 
 
+def _invalid_utf8(table: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
+    """Rows whose value in a string column is not valid UTF-8 (Parquet writers other than arrow may
+    store any bytes), with a message each; arrow's check runs first, in C++."""
+    none = np.zeros(table.num_rows, dtype=bool)
+    if name not in table.column_names or pa.types.is_null(table.schema.field(name).type):
+        return none, []
+    column = table.column(name)
+    try:
+        column.validate(full=True)
+        return none, []
+    except pa.ArrowInvalid:
+        pass
+    binary = pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
+    messages = {}
+    for i, value in enumerate(column.cast(binary).to_pylist()):
+        try:
+            if value is not None:
+                value.decode("utf-8")
+        except UnicodeDecodeError as err:
+            messages[i] = _utf8_message(value, err.start, f"byte 0x{value[err.start]:02x} at byte {err.start + 1}")
+    bad = none.copy()
+    bad[list(messages)] = True
+    return bad, list(messages.values())
+
+
 def _parquet_types(path: Path, table: pa.Table) -> pa.Table:
     """Check column types; cast ids to int64 and labels to int64 (a float column of 0.0/1.0/NaN is
-    accepted: pandas stores an integer column with gaps as float)."""
+    accepted: pandas stores an integer column with gaps as float); dictionary-encoded text (a pandas
+    categorical) is decoded."""
+    for name in OFFICIAL_FIELDS:
+        if name in table.column_names and pa.types.is_dictionary(table.schema.field(name).type):
+            try:
+                column = table.column(name).cast(table.schema.field(name).type.value_type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue  # the type check below names it
+            table = table.set_column(table.column_names.index(name), name, column)
     types = {n: table.schema.field(n).type for n in OFFICIAL_FIELDS if n in table.column_names}
     if not pa.types.is_integer(types["id"]):
         raise DataError(path, None, "id", f"expected integers, the column has type {types['id']}")
@@ -516,6 +819,7 @@ def _inspect(path: str | Path, languages: Sequence[str], full: bool
     report.rows, report.errors = raw.rows, errors[:MAX_ERRORS]
     report.more_errors = max(len(errors) - MAX_ERRORS, 0)
     if not full:
+        report.lines = frame["line"].to_numpy(dtype=np.int64)
         return report, None if errors else _to_pairs(frame)
     report.unknown_fields = raw.unknown_fields
     report.tasks = _counts(frame["task"])
@@ -535,11 +839,24 @@ def _add_warnings(report: FileReport, pairs: pd.DataFrame, lines: np.ndarray, ex
         "duplicate_rows": find_duplicates(pairs).to_numpy(),
         "conflicting_pairs": _conflict_rows(pairs).to_numpy(),
         "unknown_fields": extra,
+        "empty_category_level": _empty_level(pairs),
     }
     for kind, mask in masks.items():
         report.warnings[kind] = int(mask.sum())
         report.examples[kind] = [int(x) for x in lines[mask][:MAX_EXAMPLES]]
     report.warnings["conflicting_pairs"] = len(find_conflicts(pairs))  # pairs, not rows
+
+
+def _empty_level(pairs: pd.DataFrame) -> np.ndarray:
+    """QC rows whose category path has an empty level ("a,b,", ",a", "a,,b"): a path cut short or a level
+    name lost. Plain string operations: a regular expression costs ten times as much."""
+    out = np.zeros(len(pairs), dtype=bool)
+    qc = pairs["task"].eq("QC").to_numpy(dtype=bool)
+    if qc.any():
+        path = pairs["target"][qc]
+        out[qc] = (path.str.contains(",,", regex=False) | path.str.lstrip().str.startswith(",")
+                   | path.str.rstrip().str.endswith(",")).to_numpy(dtype=bool)
+    return out
 
 
 def _counts(values: pd.Series) -> dict[str, int]:
@@ -553,8 +870,10 @@ def validate_file(path: str | Path, *, languages: Sequence[str] = LANGUAGES) -> 
     line that is not an object, a missing field, a wrong type, a label other than the integers 0 or 1,
     an unknown task, a target field that does not match the task, an unknown language code (codes
     outside ``languages``: a misspelt code would silently become a new language), a repeated id, a mix
-    of labelled and unlabelled rows. Warnings (counted, with example lines): empty queries or targets,
-    exact duplicate rows, pairs seen with both labels, fields outside the official format.
+    of labelled and unlabelled rows, a CSV row with a cell too many or too few, text that is not valid
+    Unicode (a lone surrogate escape). Warnings (counted, with example lines): empty queries or targets,
+    exact duplicate rows, pairs seen with both labels, fields outside the official format, category paths
+    with an empty level (a trailing, leading or double comma).
 
     Example:
         >>> report = validate_file("data/train_QC.jsonl")
@@ -564,11 +883,14 @@ def validate_file(path: str | Path, *, languages: Sequence[str] = LANGUAGES) -> 
     return _inspect(path, languages, full=True)[0]
 
 
-def read_pairs(path: str | Path, *, languages: Sequence[str] = LANGUAGES) -> pd.DataFrame:
+def read_pairs(path: str | Path, *, languages: Sequence[str] = LANGUAGES, line_numbers: bool = False
+               ) -> pd.DataFrame:
     """Load one file into the pairs table, validated; raise ``DataError`` if it has any error.
 
     The error is the first one found, with a count and a few more in its message when there are several.
     Warnings are not computed here (``validate_file`` and ``load_pairs`` deal with them).
+    ``line_numbers`` adds a ``line`` column: each row's 1-based line (CSV: the header is line 1; Parquet:
+    the row number), for messages that point back into the file.
 
     Example:
         >>> df = read_pairs("data/dev_QC.jsonl")
@@ -584,7 +906,28 @@ def read_pairs(path: str | Path, *, languages: Sequence[str] = LANGUAGES) -> pd.
         raise DataError(first.file, first.line, first.field,
                         f"{first.message}\n{n - 1:,} more errors, e.g.\n{more}\n"
                         f"(run `qckit validate {first.file}` to list them)")
+    if line_numbers:
+        pairs["line"] = report.lines
     return pairs
+
+
+def read_json_objects(path: str | Path) -> list[dict]:
+    """The objects of a JSON-lines (or JSON-array) file as parsed, in file order: what ``qckit predict``
+    copies into a submission. Validate the file with ``read_pairs`` first; a problem here is a ``DataError``.
+
+    Example:
+        >>> [obj["id"] for obj in read_json_objects("test_QC.jsonl")][:3]
+        [1, 2, 3]
+    """
+    path = Path(path)
+    data = _check_text(path, _read_bytes(path))
+    items = _array_items(path, data) if _ARRAY_START.match(data) else None
+    out = []
+    for line, obj, problems in _json_items(path, data) if items is None else items:
+        if problems or obj is None:
+            raise DataError(path, line, *problems[0])
+        out.append(obj)
+    return out
 
 
 # table-level helpers ------------------------------------------------------------------------------
@@ -639,7 +982,7 @@ def _dropped(left: dict[str, dict[str, int]], key: str | None = None) -> dict[st
 
 def _read_all(paths: Sequence[Path], drop_duplicates: bool, languages: Sequence[str]) -> pd.DataFrame:
     """Every file concatenated with a ``_file`` column; ids checked across files."""
-    frames = [read_pairs(p, languages=languages).assign(_file=str(p)) for p in paths]
+    frames = [read_pairs(p, languages=languages, line_numbers=True).assign(_file=str(p)) for p in paths]
     if not frames:
         return empty_pairs().assign(_file=pd.Series(dtype=str))
     df = pd.concat(frames, ignore_index=True)
@@ -650,10 +993,10 @@ def _read_all(paths: Sequence[Path], drop_duplicates: bool, languages: Sequence[
         if len(clash) or not drop_duplicates:
             rows = (clash if len(clash) else shared).head(2)
             what = "different rows" if len(clash) else "the same row (drop_duplicates=False keeps both)"
-            ident, (a, b) = int(rows["id"].iloc[0]), rows["_file"].tolist()
-            raise DataError(b, None, "id", f"id {ident} is used for {what} in {a} and {b}; ids must be "
-                            f"unique across files ({shared['id'].nunique():,} ids are shared)")
-    return df
+            ident, (a, b), (line_a, line_b) = int(rows["id"].iloc[0]), rows["_file"].tolist(), rows["line"].tolist()
+            raise DataError(b, line_b, "id", f"id {ident} is used for {what} in {a}:{line_a} and {b}:{line_b}; ids "
+                            f"must be unique across files ({shared['id'].nunique():,} ids are shared)")
+    return df.drop(columns="line")
 
 
 def load_pairs(paths: str | Path | Iterable[str | Path], *, drop_empty: bool = True,

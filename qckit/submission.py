@@ -3,13 +3,20 @@
 `submit_QC.txt` / `submit_QI.txt` hold one JSON object per input line: the input's own fields, in
 their order, plus `prediction` (0/1); same order and count as the input. `submit.zip` bundles them.
 
+Everything is checked before anything is written: the output must be a folder (or not exist yet), every
+input valid, and no id may appear twice in one task's rows, within a file or across files (a submission
+file with the same id twice cannot be scored). The files are then written together: a failure leaves
+none of them changed.
+
 Example:
     >>> from qckit.submission import predict_files
     >>> predict_files("outputs/cikm-1", ["test_QC.jsonl"], "submission/")
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -17,8 +24,8 @@ import pandas as pd
 
 from qckit import heads
 from qckit.calibrate import apply_thresholds, thresholds_from_metrics
-from qckit.data import read_pairs
-from qckit.runs import Run, atomic_path, write_text_atomic
+from qckit.data import read_json_objects, read_pairs
+from qckit.runs import Run, atomic_path
 from qckit.steps import CALIBRATION, TRAINING
 
 OFFICIAL_FIELDS = {"QC": ["id", "task", "language", "origin_query", "category_path"],
@@ -41,9 +48,8 @@ def _model_for(run: Run, task: str) -> Path:
 
 def _input_records(path: Path, df: pd.DataFrame) -> list[dict]:
     """The input rows as they were: raw JSON objects for JSONL, official fields otherwise."""
-    if path.suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8-sig") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+    if path.suffix.lower() in (".jsonl", ".json"):
+        return read_json_objects(path)  # parsed as read_pairs parsed them: same rows, same order
     records = []
     for r in df.itertuples(index=False):
         target = "category_path" if r.task == "QC" else "item_title"
@@ -54,40 +60,84 @@ def _input_records(path: Path, df: pd.DataFrame) -> list[dict]:
     return records
 
 
+def _check_output(out: Path) -> None:
+    """The output must be a folder, or a new one that can be made; nothing is created yet."""
+    if out.exists() and not out.is_dir():
+        raise SubmissionError(f"--output {out} is a file; give a folder (submit_<task>.txt and submit.zip go "
+                              "into it)")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SubmissionError(f"--output {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SubmissionError(f"--output {out}: cannot write into {parent} (permission denied)")
+
+
+def _check_ids(seen: dict[tuple[str, int], str], path: Path, df: pd.DataFrame) -> None:
+    """No id twice in one task's rows across the inputs, the same file given twice included (read_pairs
+    already refuses an id twice within a file); ``seen`` maps the earlier inputs' (task, id) to file:line."""
+    here = {}
+    for task, ident, line in zip(df["task"], df["id"].tolist(), df["line"].tolist()):
+        if (task, ident) in seen:
+            raise SubmissionError(f"{path}:{line}: field 'id': id {ident} is already used by {seen[task, ident]} "
+                                  f"({task}); ids must be unique in submit_{task}.txt")
+        here[task, ident] = f"{path}:{line}"
+    seen.update(here)
+
+
 def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str | Path) -> dict[str, Path]:
-    """Write `submit_<task>.txt` per task found in the inputs and `submit.zip`; returns their paths."""
+    """Write `submit_<task>.txt` per task found in the inputs and `submit.zip`; returns their paths.
+
+    Raises SubmissionError (or DataError for an invalid input) before writing anything.
+    """
+    out = Path(output_dir)
+    _check_output(out)
     run = Run(run_dir)
     for step in (TRAINING, CALIBRATION):
         if not run.metrics_path(step).exists():
             raise SubmissionError(f"{run.root}: step {step} has not run; a submission needs a trained, calibrated run")
     thresholds, language = thresholds_from_metrics(run.read_metrics(CALIBRATION))
-    per_task: dict[str, list[dict]] = {}
+    tables, seen = [], {}
     for path in map(Path, inputs):
-        df = read_pairs(path)
-        tasks = sorted(df.task.unique())
+        df = read_pairs(path, line_numbers=True)
+        _check_ids(seen, path, df)
         records = _input_records(path, df)
         if len(records) != len(df):
             raise SubmissionError(f"{path}: read {len(df)} rows but {len(records)} lines")
-        for task in tasks:
+        for task in sorted(df.task.unique()):
             if task not in thresholds:
                 raise SubmissionError(f"{path}: task {task} rows, but run {run.root} was calibrated for "
                                       f"{', '.join(sorted(thresholds))} only")
             _model_for(run, task)
+        tables.append((df.drop(columns="line"), records))
+    per_task: dict[str, list[dict]] = {}
+    for df, records in tables:
         preds = pd.Series(0, index=df.index)
-        for task in tasks:
+        for task in sorted(df.task.unique()):
             rows = df[df.task == task]
             scored = heads.score(heads.load(_model_for(run, task)), rows)
             preds.loc[rows.index] = apply_thresholds(scored, thresholds, language_thresholds=language)
         for rec, task, pred in zip(records, df.task, preds):
             per_task.setdefault(task, []).append({**rec, "prediction": int(pred)})
-    out = Path(output_dir)
-    written = {}
-    for task, recs in per_task.items():
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
-        written[task] = write_text_atomic(out / f"submit_{task}.txt", text)
-    with atomic_path(out / "submit.zip") as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for path in written.values():
-                zf.write(path, arcname=path.name)
+    try:
+        return _write(out, per_task)
+    except OSError as err:
+        raise SubmissionError(f"--output {out}: cannot write the submission ({err.strerror or err})") from None
+
+
+def _write(out: Path, per_task: dict[str, list[dict]]) -> dict[str, Path]:
+    """Every file to a temporary name first, all renamed into place at the end (nothing half-written)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = {task: out / f"submit_{task}.txt" for task in per_task}
+    with contextlib.ExitStack() as stack:
+        temps = {task: stack.enter_context(atomic_path(path)) for task, path in written.items()}
+        for task, recs in per_task.items():
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
+            temps[task].write_text(text, encoding="utf-8")
+        with zipfile.ZipFile(stack.enter_context(atomic_path(out / "submit.zip")), "w",
+                             compression=zipfile.ZIP_DEFLATED) as zf:
+            for task, path in written.items():
+                zf.write(temps[task], arcname=path.name)
     written["zip"] = out / "submit.zip"
     return written

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+from qckit import submission
+from qckit.steps import CALIBRATION, TRAINING
+
 
 @pytest.fixture(scope="module")
 def ablation(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
@@ -87,3 +90,109 @@ def test_predict_refuses_a_task_the_run_has_no_model_for(ablation, tmp_path):
     assert proc.returncode == 2
     assert "task QI" in proc.stderr and "QC only" in proc.stderr
     assert not (tmp_path / "sub" / "submit_QI.txt").exists()
+
+
+# bad input to `qckit predict` (issue 24): everything is checked before anything is written --------------------
+def official(ident: int, task: str = "QC", **fields) -> dict:
+    target = {"category_path": "shoes,boots"} if task == "QC" else {"item_title": f"title {ident}"}
+    return {"id": ident, "task": task, "language": "en", "origin_query": f"query {ident}", **target, **fields}
+
+
+def write_jsonl(path: Path, *rows: dict | str) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def fake_run(tmp_path: Path) -> Path:
+    """A run with the metrics predict reads and no model: the checks under test come before any scoring."""
+    run = tmp_path / "run"
+    (run / "metrics").mkdir(parents=True)
+    (run / "metrics" / f"{TRAINING}.json").write_text(json.dumps({"plan": {"joint": ["QC", "QI"]}}))
+    (run / "metrics" / f"{CALIBRATION}.json").write_text(json.dumps({"thresholds": {"QC": 0.5, "QI": 0.5}}))
+    return run
+
+
+@pytest.fixture
+def fake_scoring(monkeypatch):
+    monkeypatch.setattr(submission.heads, "load", lambda path: path)
+    monkeypatch.setattr(submission.heads, "score", lambda model, rows: rows.assign(score=0.9))
+
+
+def predict_cli(run: Path, inputs: list[Path], output: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "qckit", "predict", "--run", str(run), "--input", *map(str, inputs),
+                           "--output", str(output)], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_predict_refuses_an_id_used_twice_across_inputs(fake_run, tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", official(1), official(2))
+    b = write_jsonl(tmp_path / "b.jsonl", official(3), official(2))
+    proc = predict_cli(fake_run, [a, b], tmp_path / "sub")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{b}:2: field 'id': id 2 is already used by {a}:2" in proc.stderr
+    assert not (tmp_path / "sub").exists()  # nothing written, not even the folder
+    proc = predict_cli(fake_run, [a, a], tmp_path / "sub")  # the same file twice
+    assert proc.returncode == 2 and f"{a}:1: field 'id': id 1 is already used by {a}:1" in proc.stderr
+
+
+def test_predict_refuses_an_id_used_twice_within_one_input(fake_run, tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", official(1), official(2), official(1, origin_query="other"))
+    proc = predict_cli(fake_run, [a], tmp_path / "sub")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{a}:3: field 'id': id 1 already used on line 1" in proc.stderr
+
+
+def test_predict_takes_the_same_id_in_two_tasks(fake_run, fake_scoring, tmp_path):
+    # official test files number their rows from 1 each: QC and QI ids meet in different submission files
+    qc = write_jsonl(tmp_path / "test_QC.jsonl", official(1), official(2))
+    qi = write_jsonl(tmp_path / "test_QI.jsonl", official(1, "QI"), official(2, "QI"))
+    written = submission.predict_files(fake_run, [qc, qi], tmp_path / "sub")
+    assert sorted(written) == ["QC", "QI", "zip"]
+    lines = (tmp_path / "sub" / "submit_QI.txt").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == [1, 2]
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_predict_refuses_a_file_as_output_folder(fake_run, tmp_path, where):
+    a = write_jsonl(tmp_path / "a.jsonl", official(1))
+    existing = tmp_path / "submission.txt"
+    existing.write_text("keep me\n")
+    output = existing if where == "file" else existing / "sub"
+    proc = predict_cli(fake_run, [a], output)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and str(existing) in proc.stderr  # one line naming it
+    assert "is a file" in proc.stderr
+    assert existing.read_text() == "keep me\n"
+
+
+def test_predict_refuses_a_lone_surrogate_with_file_and_line(fake_run, tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", official(1), json.dumps(official(2, origin_query="cut \ud83d")))
+    proc = predict_cli(fake_run, [a], tmp_path / "sub")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{a}:2: field 'origin_query': holds a lone surrogate" in proc.stderr
+
+
+def test_predict_copies_a_json_array_input(fake_run, fake_scoring, tmp_path):
+    rows = [official(1, note="kept"), official(2)]
+    a = tmp_path / "test_QC.json"
+    a.write_text(json.dumps(rows, indent=2))
+    submission.predict_files(fake_run, [a], tmp_path / "sub")
+    out = [json.loads(x) for x in (tmp_path / "sub" / "submit_QC.txt").read_text().splitlines()]
+    assert out == [{**r, "prediction": 1} for r in rows]
+
+
+def test_predict_leaves_nothing_half_written(fake_run, fake_scoring, tmp_path, monkeypatch):
+    qc = write_jsonl(tmp_path / "test_QC.jsonl", official(1))
+    qi = write_jsonl(tmp_path / "test_QI.jsonl", official(1, "QI"))
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "submit_QC.txt").write_text("an earlier submission\n")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(submission.zipfile, "ZipFile", full_disk)
+    with pytest.raises(submission.SubmissionError, match="No space left on device"):
+        submission.predict_files(fake_run, [qc, qi], sub)
+    assert sorted(p.name for p in sub.iterdir()) == ["submit_QC.txt"]  # no submit_QI.txt, no temporary file
+    assert (sub / "submit_QC.txt").read_text() == "an earlier submission\n"

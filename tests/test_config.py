@@ -202,3 +202,39 @@ def test_shipped_variants_are_their_parent_with_what_they_state():
     best = load_params(REPO / "params" / "cpu-best.yaml").training
     assert best.head == "embedding" and best.for_task("QC").embedding.second_encoder.model == "use-multilingual-v3"
     assert best.for_task("QI").embedding.cross_encoder.enabled
+
+
+# numbers are numbers (issue 24): YAML 1.1 reads yes/no/on/off/true/false as booleans, and pydantic's lax
+# mode would read a boolean as 1 or 0 for a numeric key
+@pytest.mark.parametrize("body, key", [
+    ("training:\n  epochs: yes\n", "training.epochs"),
+    ("demo:\n  noise_rate: no\n", "demo.noise_rate"),
+    ("demo:\n  queries_per_language: true\n", "demo.queries_per_language"),
+    ("run:\n  seed: off\n", "run.seed"),
+    ("training:\n  max_train_rows: on\n", "training.max_train_rows"),  # int | None
+    ("training:\n  num_labels: true\n", "training.num_labels"),  # Literal[1, 2]: True == 1 in Python
+    ("training:\n  class_weight: yes\n", "training.class_weight"),  # 'none' | 'balanced' | a number
+    ("negatives:\n  rank_range: [true, 3]\n", "negatives.rank_range"),  # inside a tuple
+    ("training:\n  embedding:\n    encoder:\n      epochs: yes\n", "training.embedding.encoder.epochs"),  # nested
+    ("training:\n  tasks_mode: separate\n  per_task:\n    QI:\n      learning_rate: yes\n",
+     "per_task.QI.learning_rate"),
+])
+def test_yaml_booleans_are_refused_for_numeric_keys(tmp_path: Path, body: str, key: str):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\n" + body)
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert f"{key}: " in str(err.value) and "expected a number, got a boolean" in str(err.value), str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_booleans_stay_valid_where_booleans_belong(tmp_path: Path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\ndata:\n  drop_empty: no\ntranslation:\n  vllm_engine: {enforce_eager: yes, "
+                    "tensor_parallel_size: 2, gpu_memory_utilization: 0.9}\ntraining:\n  epochs: 3\n"
+                    "  learning_rate: 1.0e-4\n  class_weight: 2\n")
+    params = load_params(path)
+    assert params.data.drop_empty is False
+    assert params.translation.vllm_engine == {"enforce_eager": True, "tensor_parallel_size": 2,
+                                              "gpu_memory_utilization": 0.9}
+    assert params.training.epochs == 3.0 and params.training.class_weight == 2.0

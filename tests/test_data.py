@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -77,6 +79,12 @@ MALFORMED = [
     ("two_objects_one_line", "f.jsonl", jl(row(1), json.dumps(row(2)) + json.dumps(row(3))), "Extra data", 2,
      None),
     ("array_line", "f.jsonl", jl(row(1), "[1, 2]"), "expected a JSON object", 2, None),
+    # a line starting with null crashed pyarrow's reader (a segfault) where it began a block, the first line too
+    ("null_first_line", "f.jsonl", jl("null", row(2)), "got null", 1, None),
+    ("null_line", "f.jsonl", jl(row(1), " null ", row(3)), "got null", 2, None),
+    # ~900 kB of rows, then 200 kB of null lines: arrow's second block (at 1 MiB) starts with one
+    ("null_lines_at_a_block_start", "f.jsonl", jl(*[row(i) for i in range(1, 6801)], *["null"] * 40_000,
+                                                   row(6802)), "got null", 6801, None),
     ("number_line", "f.jsonl", jl("42", row(2)), "got 42 (a number)", 1, None),
     ("missing_query", "f.jsonl", jl(row(1), row(2, origin_query=DROP)), "missing from the row", 2,
      "origin_query"),
@@ -117,8 +125,51 @@ MALFORMED = [
      "id 1 already used on line 1", 3, "id"),
     ("blank_line_keeps_numbering", "f.jsonl", jl(row(1), "", row(2, label=5)), "got 5", 3, "label"),
     ("unknown_extension", "f.txt", jl(row(1)), "unknown file type '.txt'", None, None),
-    ("json_array_file", "f.json", json.dumps([row(1), row(2)]).encode(), "one object a line", 1, None),
-    ("json_array_pretty", "f.json", json.dumps([row(1)], indent=2).encode(), "one object a line", 1, None),
+    # a lone surrogate escape (a cut emoji): json.dumps with ensure_ascii writes it as \\ud800
+    ("surrogate_query", "f.jsonl", jl(row(1), json.dumps(row(2, origin_query="abc\ud800"))), "lone surrogate", 2,
+     "origin_query"),
+    ("surrogate_low_half", "f.jsonl", jl(json.dumps(row(1, origin_query="\udc00x"))), "(character 1)", 1,
+     "origin_query"),
+    ("surrogate_pair_reversed", "f.jsonl", jl(json.dumps(row(1, origin_query="\ude00\ud83d"))),
+     "lone surrogate", 1, "origin_query"),
+    ("surrogate_category_path", "f.jsonl", jl(json.dumps(row(1, category_path="a,b\ud83d"))), "lone surrogate",
+     1, "category_path"),
+    ("surrogate_item_title", "f.jsonl", jl(json.dumps(qi(1, item_title="\ud83d"))), "lone surrogate", 1,
+     "item_title"),
+    ("surrogate_unknown_field", "f.jsonl", jl(row(1), json.dumps(row(2, note=["ok", {"x": "\ud800"}]))),
+     "lone surrogate", 2, "note"),
+    ("surrogate_field_name", "f.jsonl", jl(json.dumps(row(1, **{"n\ud800": 1}))), "the field name", 1,
+     "n\ud800"),
+    ("surrogate_in_json_array", "f.json", json.dumps([row(1), row(2, origin_query="\ud800")], indent=1).encode(),
+     "lone surrogate", 10, "origin_query"),
+    ("surrogate_utf8_bytes", "f.jsonl", jl(row(1), row(2, origin_query="a@")).replace(b"@", b"\xed\xa0\x80"),
+     "an encoded UTF-16 surrogate", 2, None),
+    ("field_name_not_utf8", "f.jsonl", jl(row(1), row(2, **{"n@": 1})).replace(b"@", b"\xe9"), "not valid UTF-8",
+     2, None),
+    ("csv_surrogate_bytes", "f.csv", csv("1,QC,en,q,x,1", "2,QC,en,q@,x,1").replace(b"@", b"\xed\xb0\x80"),
+     "an encoded UTF-16 surrogate", 3, None),
+    ("parquet_invalid_utf8", "f.parquet", lambda p: pq.write_table(pa.table({
+        **PQ_OK, "origin_query": raw_strings([b"a", b"b\xed\xa0\x80"])}), p),
+     "an encoded UTF-16 surrogate", 2, "origin_query"),
+    ("parquet_latin1_text", "f.parquet", lambda p: pq.write_table(pa.table({
+        **PQ_OK, "category_path": raw_strings([b"caf\xe9", b"x"])}), p), "not valid UTF-8", 1, "category_path"),
+    # JSON arrays are read as rows; a broken one is one error where the parser stopped
+    ("json_array_missing_comma", "f.json", json.dumps([row(1), row(2)], indent=2).replace("},", "}", 1).encode(),
+     "Expecting ',' or ']'", 10, None),
+    ("json_array_trailing_comma", "f.json", (json.dumps([row(1)], indent=2)[:-1] + ",]").encode(),
+     "a comma after the last element?", 10, None),
+    ("json_array_not_closed", "f.json", json.dumps([row(1)], indent=2)[:-1].encode(), "read as one JSON array",
+     10, None),
+    ("json_array_of_numbers", "f.json", b"[\n  1,\n  2\n]\n", "as each element of the array, got 1", 2, None),
+    ("json_array_empty", "f.json", b"[]\n", "empty JSON array", None, None),
+    ("json_array_extra_data", "f.json", json.dumps([row(1)]).encode() + b" x", "Extra data after the array", 1,
+     None),
+    ("json_array_line_then_objects", "f.jsonl", jl("[1, 2]", row(2)), "expected a JSON object", 1, None),
+    ("json_indented_objects", "f.jsonl", "\n".join(json.dumps(row(i), indent=2) for i in (1, 2)).encode(),
+     "spans several lines", 1, None),
+    ("json_nested_too_deep", "f.jsonl", jl(row(1), '{"id": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+     "nested too deeply", 2, None),
+    ("json_integer_too_long", "f.jsonl", jl('{"id": ' + "9" * 5000 + "}"), "invalid JSON", 1, None),
     ("csv_missing_column", "f.csv", csv("1,QC,en,x,1", header="id,task,language,category_path,label"),
      "lacks column(s) 'origin_query'", 1, "origin_query"),
     ("csv_no_target_column", "f.csv", csv("1,QC,en,q,1", header="id,task,language,origin_query,label"),
@@ -126,13 +177,31 @@ MALFORMED = [
     ("csv_bad_label", "f.csv", csv("1,QC,en,q,\"a,b\",1", "2,QC,en,q,\"a,b\",yes"),
      "expected 0 or 1, got 'yes'", 3, "label"),
     ("csv_bad_id", "f.csv", csv("abc,QC,en,q,\"a,b\",1"), "expected an integer, got 'abc'", 2, "id"),
-    ("csv_ragged_row", "f.csv", csv("1,QC,en,q,\"a,b\",1", "2,QC,en,q,a,b,1"), "not valid CSV", 3, None),
+    ("csv_ragged_row", "f.csv", csv("1,QC,en,q,\"a,b\",1", "2,QC,en,q,a,b,1"), "7 cells, but the header has 6",
+     3, None),
+    ("csv_ragged_first_row", "f.csv", csv("1,QC,en,q,a,b,1", "2,QC,en,q,x,1"), "a comma in a cell that is not quoted",
+     2, None),
+    ("csv_short_row", "f.csv", csv("1,QC,en,q,x,1", "2,QC,en,q,1", "3,QC,en,q,y,0"), "a field is missing", 3, None),
+    ("csv_unclosed_quote", "f.csv", csv("1,QC,en,q,x,1", '2,QC,en,"q,x,1', "3,QC,en,q,y,0"),
+     "a quote that is never closed?", 3, None),
+    ("csv_repeated_column", "f.csv", csv("1,QC,en,q,x,1", header="id,task,language,origin_query,category_path,id"),
+     "more than once", 1, "id"),
+    ("csv_huge_unclosed_cell", "f.csv", csv('1,QC,en,"' + "q" * 200_000, "2,QC,en,q,x,1"),
+     "the row runs over lines 2-3: a quote that is never closed?", 2, None),
+    ("csv_huge_cell_then_short_row", "f.csv", csv('1,QC,en,"' + "q" * 200_000 + '",x,1', "2,QC,en,q,1"),
+     "a field is missing", 3, None),
+    ("csv_empty_after_bom", "f.csv", b"\xef\xbb\xbf\n\n", "file is empty", None, None),
     ("csv_latin1", "f.csv", csv("1,QC,en,q,x,1", "2,QC,fr,café,x,1").decode().encode("latin-1"),
      "not valid UTF-8", 3, None),
     ("csv_header_only", "f.csv", csv(), "header but no rows", None, None),
     ("csv_unknown_language", "f.csv", csv("1,QC,en,q,x,1", "2,QC,EN,q,x,0"), "unknown language code 'EN'", 3,
      "language"),
     ("parquet_garbage", "f.parquet", b"PAR1 this is not parquet", "cannot read Parquet", None, None),
+    ("parquet_empty", "f.parquet", b"", "file is empty", None, None),
+    ("parquet_repeated_column", "f.parquet", lambda p: pq.write_table(pa.Table.from_arrays(
+        [pa.array(v) for v in [*PQ_OK.values(), [3, 4]]], names=[*PQ_OK, "id"]), p), "more than once", None, "id"),
+    ("parquet_list_query", "f.parquet", parquet(**{**PQ_OK, "origin_query": [["a"], ["b"]]}), "expected strings",
+     None, "origin_query"),
     ("parquet_missing_column", "f.parquet", parquet(**{k: v for k, v in PQ_OK.items() if k != "language"}),
      "lacks column(s) 'language'", None, "language"),
     ("parquet_bool_label", "f.parquet", parquet(**{**PQ_OK, "label": [True, False]}),
@@ -142,6 +211,13 @@ MALFORMED = [
     ("parquet_null_query", "f.parquet", parquet(**{**PQ_OK, "origin_query": ["a", None]}), "missing value", 2,
      "origin_query"),
 ]
+
+
+def raw_strings(values: list[bytes]) -> pa.Array:
+    """A string array holding these bytes unchecked (writers other than arrow may store any bytes)."""
+    offsets = np.cumsum([0, *map(len, values)], dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets.tobytes()),
+                                                           pa.py_buffer(b"".join(values))])
 
 
 def materialise(tmp_path: Path, name: str, content) -> Path:
@@ -233,7 +309,7 @@ def test_warnings_are_counted_with_lines(tmp_path):
     report = validate_file(path)
     assert report.ok, report.format()
     assert report.warnings == {"empty_query": 1, "empty_target": 1, "duplicate_rows": 2,
-                               "conflicting_pairs": 1, "unknown_fields": 1}
+                               "conflicting_pairs": 1, "unknown_fields": 1, "empty_category_level": 0}
     assert report.examples["empty_query"] == [2]
     assert report.examples["duplicate_rows"] == [5, 6]
     assert report.examples["conflicting_pairs"] == [7, 8]
@@ -345,6 +421,126 @@ def test_ids_must_stay_unique_across_files(tmp_path):
     assert df["id"].tolist() == [1, 2] and info["total"]["duplicates"] == 1
     with pytest.raises(DataError, match="the same row"):
         load_pairs([a, c], drop_duplicates=False)
+
+
+def test_shared_id_message_names_both_files_and_lines(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_bytes(jl(row(1), row(2)))
+    b.write_bytes(jl(row(5), row(2, origin_query="something else")))
+    with pytest.raises(DataError) as raised:
+        load_pairs([a, b])
+    assert f"{a}:2 and {b}:2" in str(raised.value) and raised.value.line == 2
+
+
+# odd text and odd files (issue 24) -------------------------------------------------------------
+def test_lone_surrogate_stops_every_reader(tmp_path):
+    path = tmp_path / "test_QC.jsonl"
+    path.write_bytes(jl(row(1, label=DROP), json.dumps(row(2, label=DROP, origin_query="\U0001f600"[:1] + "\ud83d"))))
+    with pytest.raises(DataError, match="lone surrogate") as raised:
+        read_pairs(path)
+    assert (raised.value.line, raised.value.field) == (2, "origin_query")
+    str(raised.value).encode("utf-8")  # the message itself is printable UTF-8
+    params = Params.model_validate({"name": "t", "data": {"source": "files", "test": [str(path)]}})
+    with pytest.raises(DataError, match="lone surrogate"):  # step 01's loader
+        load_splits(params, tmp_path / "raw")
+
+
+def test_surrogate_pairs_are_fine(tmp_path):
+    path = tmp_path / "emoji.jsonl"
+    path.write_bytes(jl(json.dumps(row(1, origin_query="shoes \U0001f600")), row(2, origin_query="靴 \U0001f45f")))
+    assert read_pairs(path)["query"].tolist() == ["shoes \U0001f600", "靴 \U0001f45f"]
+
+
+@pytest.mark.parametrize("indent", [None, 2, "\t"])
+def test_json_array_file_is_read_as_rows(tmp_path, indent):
+    rows = [row(1), qi(2, label=0), row(3, language="ja", origin_query="靴", note="x")]
+    (tmp_path / "a.jsonl").write_bytes(jl(*rows))
+    (tmp_path / "a.json").write_text(json.dumps(rows, indent=indent, ensure_ascii=False), encoding="utf-8")
+    pd.testing.assert_frame_equal(read_pairs(tmp_path / "a.json"), read_pairs(tmp_path / "a.jsonl"))
+    report = validate_file(tmp_path / "a.json")
+    assert report.ok and report.rows == 3 and report.unknown_fields == ["note"]
+    assert data.read_json_objects(tmp_path / "a.json") == rows == data.read_json_objects(tmp_path / "a.jsonl")
+
+
+def test_json_array_errors_point_at_the_element(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps([row(1), row(2, label=5), row(3, language="xx")], indent=2))
+    report = validate_file(path)
+    # each element spans 9 lines: "  {", 6 fields, "  }," after the "[" of line 1
+    assert [(e.line, e.field) for e in report.errors] == [(10, "label"), (18, "language")]
+    assert len(report.errors) == 2  # one error each, not one per line of the file
+
+
+def test_csv_cell_too_many_or_too_few_is_one_error_on_its_line(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(csv("1,QC,en,q,a,b,1", "2,QC,en,q,x,1", "3,QC,en,q,y", "4,QC,en,q,z,0"))
+    report = validate_file(path)
+    assert [(e.line, e.field) for e in report.errors] == [(2, None), (4, None)]
+    assert "a comma in a cell that is not quoted" in report.errors[0].message
+    assert "a field is missing (no cell for label)" in report.errors[1].message
+    assert "mixes labelled" not in report.format()
+    assert report.rows == 4 and report.labels == {"1": 1, "0": 1}  # the valid rows were read
+
+
+def test_csv_lines_count_quoted_line_breaks_crlf_and_blank_lines(tmp_path):
+    path = tmp_path / "t.csv"
+    text = csv('1,QC,en,"two\nlines","a,b",1', "", '2,QC,en,q,"x",1', "3,QC,en,q,x,7").decode()
+    path.write_bytes(text.replace("\n", "\r\n").encode())
+    report = validate_file(path)
+    assert report.rows == 3 and [(e.line, e.field) for e in report.errors] == [(6, "label")]
+    path.write_bytes(csv('1,QC,en,"two\nlines","a,b",1', '2,QC,en,q,"x",1').replace(b"\n", b"\r\n"))
+    df = read_pairs(path, line_numbers=True)
+    assert df["query"].tolist() == ["two\r\nlines", "q"] and df["line"].tolist() == [2, 4]
+
+
+def test_read_pairs_line_numbers(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(jl(row(1), "", row(2)))
+    assert read_pairs(path, line_numbers=True)["line"].tolist() == [1, 3]
+    assert "line" not in read_pairs(path)
+
+
+def test_empty_category_level_is_a_warning_with_lines(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(jl(row(1), row(2, category_path="a,b,"), row(3, category_path=",a"),
+                        row(4, category_path="a,,b"), row(5, category_path="flags, banners & accessories"),
+                        qi(6, item_title="a title,")))
+    report = validate_file(path)
+    assert report.ok and report.warnings["empty_category_level"] == 3
+    assert report.examples["empty_category_level"] == [2, 3, 4]
+    assert "empty level (a trailing, leading or double comma): 3 (lines 2, 3, 4)" in report.format()
+
+
+def test_messages_escape_control_characters_and_undecodable_names(tmp_path):
+    name = os.fsdecode(b"bad\xffname.jsonl")  # a file name that is not UTF-8 (surrogateescape)
+    path = tmp_path / name
+    path.write_bytes(jl(row(1, task="\x1b[2JQC"), row(2, **{"n\x07": 1})))
+    report = validate_file(path)
+    text = report.format()
+    text.encode("utf-8")  # printable: no lone surrogate, no control character
+    assert "\x1b" not in text and "\\x1b[2JQC" in text and "\\udcff" in text and "n\\x07" in text
+
+
+def test_dictionary_encoded_parquet_text_is_read(tmp_path):
+    df = pd.DataFrame(PQ_OK).astype({"task": "category", "language": "category"})
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    assert read_pairs(tmp_path / "t.parquet")["task"].tolist() == ["QC", "QC"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    result = {}
+    reader = threading.Thread(target=lambda: result.update(report=validate_file(fifo)), daemon=True)
+    reader.start()
+    reader.join(20)
+    if reader.is_alive():  # blocked opening the pipe (as before issue 24): release it, then fail
+        with open(fifo, "wb"):
+            pass
+        reader.join(20)
+        pytest.fail("validate_file blocked on a named pipe")
+    assert "not a regular file" in result["report"].errors[0].message
 
 
 # category paths ---------------------------------------------------------------------------------
