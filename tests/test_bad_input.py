@@ -250,3 +250,14 @@ def test_validate_one_file_per_process(battery, case):
     assert "Traceback" not in out + err, err[-3000:]
     assert proc.returncode == (0 if valid else 1)
     assert out.startswith(f"{shown(path)}: ")
+
+
+def test_messages_quoting_the_data_print_on_an_ascii_terminal(tmp_path):
+    path = tmp_path / "lang.jsonl"
+    path.write_text(json.dumps({"id": 1, "task": "QC", "language": "日本", "origin_query": "x",
+                                "category_path": "a,b", "label": 1}, ensure_ascii=False) + "\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "qckit", "validate", str(path)], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": "ascii"}, cwd=Path(__file__).resolve().parents[1])
+    out = proc.stdout.decode("ascii") + proc.stderr.decode("ascii")
+    assert proc.returncode == 1 and "Traceback" not in out
+    assert "lang.jsonl:1: field 'language'" in out and "\\u65e5\\u672c" in out
