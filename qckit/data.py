@@ -6,8 +6,11 @@ The CIKM AnalytiCup 2025 files are JSON lines, one object a line::
 
 QI rows carry ``item_title`` instead of ``category_path``; test files have no ``label``. A .jsonl/.json file
 that holds one JSON array of such objects (``[{...}, {...}]``, indented or not) is read too, each element a
-row located by the line it starts on. CSV and Parquet files with the same columns are read as well (chosen
-by extension: .jsonl/.json, .csv, .parquet/.pq).
+row located by the line it starts on. CSV, TSV and Parquet files with the same columns are read as well. The
+format is told by the content, never by the name (the official files are ``train_QC.txt`` etc.): gzip is
+decompressed first, ``PAR1`` is Parquet, a first character ``{`` or ``[`` is JSON, anything else CSV (or TSV,
+when the header has tabs); the extension only decides what an unrecognisable file is reported as. A row
+without ``task`` (or with a null one) gets it from its fields: ``category_path`` is QC, ``item_title`` QI.
 
 Text must be valid Unicode: a lone surrogate escape (``"\ud800"``, what a cut emoji leaves in query logs)
 or bytes that are not UTF-8 are errors naming the line and field, never replaced silently.
@@ -25,11 +28,13 @@ from __future__ import annotations
 
 import csv
 import functools
+import gzip
 import io
 import json
 import os
 import re
 import stat
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +57,7 @@ if TYPE_CHECKING:
 TARGET_FIELDS = {"QC": "category_path", "QI": "item_title"}
 OFFICIAL_FIELDS = ("id", "task", "language", "origin_query", "category_path", "item_title", "label")
 REQUIRED_FIELDS = ("id", "task", "language", "origin_query")
+_ROW_REQUIRED = ("id", "language", "origin_query")  # ``task`` may be left out: the target field tells it
 PAIRS_DTYPES: dict[str, Any] = {
     "id": "int64", "task": str, "language": str, "query": str, "target": str,
     "label": "Int8", "origin": str, "source_id": "Int64",
@@ -61,7 +67,10 @@ WARNING_KINDS = ("empty_query", "empty_target", "duplicate_rows", "conflicting_p
 SPLITS = ("train", "dev", "test")
 MAX_ERRORS = 50
 MAX_EXAMPLES = 5
-_FILE_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+# only for a file whose content is not recognisable: which reader's errors describe it best
+_FILE_KINDS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet",
+               ".pq": "parquet"}
+_GZIP_MAGIC, _PARQUET_MAGIC = b"\x1f\x8b", b"PAR1"
 _DUPLICATE_KEYS = ["task", "language", "query", "target", "label"]
 _PAIR_KEYS = ["task", "query", "target"]
 
@@ -103,6 +112,7 @@ class FileReport:
     languages: dict[str, int] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     has_labels: bool = False
+    inferred_tasks: int = 0  # rows without ``task``, given one from their target field
     unknown_fields: list[str] = field(default_factory=list)
     lines: np.ndarray | None = field(default=None, repr=False, compare=False)  # each row's line (read_pairs)
 
@@ -120,6 +130,8 @@ class FileReport:
         out = [f"{_printable(self.path)}: {status}, {_plural(self.rows, 'row')}"]
         if self.tasks:
             out.append(f"  tasks: {_join_counts(self.tasks)}")
+            if self.inferred_tasks:
+                out.append(f"  task inferred from the fields for {_plural(self.inferred_tasks, 'row')}")
             out.append(f"  languages: {_join_counts(self.languages)}")
             out.append(f"  labels: {_join_counts(self.labels)}")
         for kind, n in self.warnings.items():
@@ -165,18 +177,76 @@ class _Raw:
     rows: int
     errors: list[DataError]
     unknown_fields: list[str]
+    inferred: int = 0
 
 
 def _read_raw(path: Path) -> _Raw:
-    kind = _FILE_KINDS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(path, None, None,
-                        f"unknown file type '{path.suffix}'; expected .jsonl, .json, .csv or .parquet")
-    data = _read_bytes(path)
+    kind, data = _sniff(path, _read_bytes(path))
     if kind == "parquet":
-        return _read_parquet(path, data)
+        raw = _read_parquet(path, data)
+    elif kind == "json":
+        raw = _read_jsonl(path, data)
+    else:
+        raw = _read_csv(path, data, delimiter="\t" if kind == "tsv" else ",")
+    return _infer_tasks(path, raw)
+
+
+def _sniff(path: Path, data: bytes) -> tuple[str, bytes]:
+    """The format of a file's bytes ("parquet", "json", "csv" or "tsv") and the bytes to parse (gzip
+    decompressed; text checked by ``_check_text``). The name never refuses a file: it only picks the
+    reader for content that none recognises, so that its errors say what is wrong."""
+    if data.startswith(_GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise DataError(path, None, None, f"cannot decompress gzip ({err})") from None
+    if data.startswith(_PARQUET_MAGIC):
+        return "parquet", data
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes.pop()
+    hint = _FILE_KINDS.get(suffixes[-1] if suffixes else "")
+    if hint == "parquet" and data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"{", b"["):
+        return "parquet", data  # named Parquet, not recognisably JSON: the Parquet reader says what is wrong
     data = _check_text(path, data)
-    return _read_jsonl(path, data) if kind == "jsonl" else _read_csv(path, data)
+    first = data.lstrip(b" \t\r\n")[:1]
+    if first in (b"{", b"[") or hint == "json":
+        return "json", data
+    header = next((line for line in data.split(b"\n") if line.strip()), b"")
+    return ("tsv" if header.count(b"\t") > header.count(b",") else "csv"), data
+
+
+def file_kind(path: str | Path) -> str:
+    """How a data file is read, by its content: "json" (JSON lines or a JSON array, gzip or not), "csv"
+    (CSV or TSV) or "parquet"; a ``DataError`` if it cannot be read.
+
+    Example:
+        >>> file_kind("data/train_QC.txt")
+        'json'
+    """
+    path = Path(path)
+    kind = _sniff(path, _read_bytes(path))[0]
+    return "csv" if kind == "tsv" else kind
+
+
+def _infer_tasks(path: Path, raw: _Raw) -> _Raw:
+    """Rows without a task get one from their target field; a row with neither or both is an error."""
+    frame = raw.frame
+    absent = frame["task"].isna().to_numpy(dtype=bool)
+    if not absent.any():
+        return raw
+    cp, it = frame["category_path"].notna().to_numpy(), frame["item_title"].notna().to_numpy()
+    bad = absent & (cp == it)
+    errors = [DataError(path, int(line), "task",
+                        "missing from the row, and it cannot be inferred: the row has "
+                        + ("both category_path and item_title" if both else "neither category_path (QC) nor "
+                           "item_title (QI)"))
+              for line, both in zip(frame["line"].to_numpy()[bad], cp[bad])]
+    task = frame["task"].astype(object).copy()
+    task[absent & cp & ~it] = "QC"
+    task[absent & it & ~cp] = "QI"
+    frame = frame.assign(task=task)[~bad].reset_index(drop=True)
+    return _Raw(frame, raw.rows, raw.errors + errors, raw.unknown_fields, int((absent & ~bad).sum()))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -252,7 +322,8 @@ def _jsonl_fast(data: bytes) -> _Raw | None:
         return None
     lines = _row_lines(data, table.num_rows)
     # a missing or null required field: only the slow pass can tell which of the two it is
-    if lines is None or any(table.column(name).null_count for name in REQUIRED_FIELDS):
+    # (a file without a task field is fine: every task is absent, then inferred)
+    if lines is None or any(table.column(name).null_count for name in REQUIRED_FIELDS if name in names):
         return None
     extra = [name for name in names if name not in OFFICIAL_FIELDS]
     frame = pd.DataFrame({name: _column(table, name) for name in OFFICIAL_FIELDS})
@@ -418,13 +489,13 @@ def _check_spread_object(path: Path, data: bytes) -> None:
 
 
 def _record_problems(obj: dict) -> list[tuple[str | None, str]]:
-    out: list[tuple[str | None, str]] = [(n, "missing from the row") for n in REQUIRED_FIELDS if n not in obj]
+    out: list[tuple[str | None, str]] = [(n, "missing from the row") for n in _ROW_REQUIRED if n not in obj]
     value = obj.get("id")
     if "id" in obj and not (type(value) is int and -(2**63) <= value < 2**63):
         out.append(("id", f"expected an integer, got {_show(value)}"))
     for name in ("task", "language", "origin_query", "category_path", "item_title"):
         value = obj.get(name)
-        # a null target field counts as absent (the row/task check reports it); a null query does not
+        # a null target field counts as absent (the row/task check reports it); a null task or query does not
         if (name in REQUIRED_FIELDS and name in obj or value is not None) and not isinstance(value, str):
             out.append((name, f"expected a string, got {_show(value)}"))
     value = obj.get("label")
@@ -505,19 +576,19 @@ def _check_columns(path: Path, columns: Sequence[str], kind: str) -> None:
     if repeated:
         raise DataError(path, where, repeated[0], f"{kind} file has column {_printable(repeated[0])!r} more than "
                         "once")
-    missing = [c for c in REQUIRED_FIELDS if c not in columns]
+    missing = [c for c in _ROW_REQUIRED if c not in columns]
     if not {"category_path", "item_title"} & set(columns):
         missing.append("category_path")
     if missing:
         names, has = ", ".join(f"'{c}'" for c in missing), ", ".join(map(str, columns))
         raise DataError(path, where, missing[0],
-                        f"{kind} file lacks column(s) {names} (it has: {has}); a row needs id, task, "
-                        "language, origin_query and category_path (QC) or item_title (QI)")
+                        f"{kind} file lacks column(s) {names} (it has: {has}); a row needs id, language, "
+                        "origin_query and category_path (QC) or item_title (QI), and task (or it is inferred)")
 
 
-def _csv_records(path: Path, text: str) -> list[tuple[int, int, list[str]]]:
+def _csv_records(path: Path, text: str, delimiter: str = ",") -> list[tuple[int, int, list[str]]]:
     """(first line, last line, cells) of each non-blank CSV record; a quoted cell may span lines."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     records, previous = [], 0
     # the module's cell limit (128 Ki characters) is process-wide: raised while this pass runs, as arrow's
     # reader has none; a quote never closed then shows as a row over many lines with too few cells
@@ -548,14 +619,15 @@ def _width_message(cells: int, header: list[str], first: int, last: int) -> str:
     return text
 
 
-def _csv_fast(data: bytes) -> tuple[list[str], pd.DataFrame, np.ndarray] | None:
+def _csv_fast(data: bytes, delimiter: str = ",") -> tuple[list[str], pd.DataFrame, np.ndarray] | None:
     """Header, cells and each row's line, by arrow's C++ reader; None when it fails (a row with a cell too
     many or too few) or its rows do not pair up with the lines (a quoted line break, a lone CR): the csv
     module's pass then says where."""
     options = pa_csv.ConvertOptions(column_types=dict.fromkeys(OFFICIAL_FIELDS, pa.string()),
                                     strings_can_be_null=False)
     try:
-        table = pa_csv.read_csv(pa.BufferReader(data), convert_options=options)
+        table = pa_csv.read_csv(pa.BufferReader(data), parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+                                convert_options=options)
         names = table.column_names
     except (pa.ArrowException, UnicodeDecodeError):
         return None
@@ -565,10 +637,11 @@ def _csv_fast(data: bytes) -> tuple[list[str], pd.DataFrame, np.ndarray] | None:
     return names, table.to_pandas(), lines[1:]
 
 
-def _csv_slow(path: Path, text: str) -> tuple[list[str], pd.DataFrame, np.ndarray, list[DataError], int]:
+def _csv_slow(path: Path, text: str, delimiter: str = ","
+              ) -> tuple[list[str], pd.DataFrame, np.ndarray, list[DataError], int]:
     """Header, cells and lines of the rows with as many cells as the header, the errors of the others, and
     the number of rows, by Python's csv module: it gives each record's lines and number of cells."""
-    records = _csv_records(path, text)
+    records = _csv_records(path, text, delimiter)
     if not records:
         raise DataError(path, None, None, "file is empty (no header, no rows)")
     header = records[0][2]
@@ -587,15 +660,18 @@ def _csv_slow(path: Path, text: str) -> tuple[list[str], pd.DataFrame, np.ndarra
     return header, df, np.asarray(lines, dtype=np.int64), errors, len(records) - 1
 
 
-def _read_csv(path: Path, data: bytes) -> _Raw:
+def _read_csv(path: Path, data: bytes, delimiter: str = ",") -> _Raw:
     # Pandas is not used: it shifts a first row with a cell too many into an index and fills a short row in
     text = _decode_text(path, data)
-    fast = _csv_fast(data)
+    fast = _csv_fast(data, delimiter)
     if fast is None:
-        header, df, lines, errors, rows = _csv_slow(path, text)
+        header, df, lines, errors, rows = _csv_slow(path, text, delimiter)
     else:
         (header, df, lines), errors, rows = fast, [], len(fast[1])
         _check_columns(path, header, "CSV")
+    # CSV cannot leave a cell out: an empty task cell (or no task column) is an absent task, inferred later
+    task = df["task"].mask(df["task"].eq(""), None) if "task" in df else pd.Series(None, index=df.index,
+                                                                                   dtype=object)
     id_ok = df["id"].str.fullmatch(r"[+-]?[0-9]{1,18}").to_numpy(dtype=bool)
     label = df["label"] if "label" in df else pd.Series("", index=df.index, dtype=object)
     label_ok = label.isin(["0", "1", ""]).to_numpy(dtype=bool)
@@ -604,11 +680,11 @@ def _read_csv(path: Path, data: bytes) -> _Raw:
     good = id_ok & label_ok
     df = df[good]
     frame = pd.DataFrame({
-        "id": df["id"].astype("int64"), "task": df["task"], "language": df["language"],
+        "id": df["id"].astype("int64"), "task": task[good], "language": df["language"],
         "origin_query": df["origin_query"],
         # CSV cannot leave a cell out: an empty cell of the other task's target column is "absent"
-        "category_path": _csv_target(df, "category_path", "QI"),
-        "item_title": _csv_target(df, "item_title", "QC"),
+        "category_path": _csv_target(df, task[good], "category_path", "QI"),
+        "item_title": _csv_target(df, task[good], "item_title", "QC"),
         "label": pd.to_numeric(label[good].where(label[good].ne(""))).astype("Int64"),
         "line": lines[good],
     })
@@ -617,11 +693,11 @@ def _read_csv(path: Path, data: bytes) -> _Raw:
     return _Raw(frame.reset_index(drop=True), rows, errors, unknown)
 
 
-def _csv_target(df: pd.DataFrame, name: str, other_task: str) -> pd.Series:
+def _csv_target(df: pd.DataFrame, task: pd.Series, name: str, other_task: str) -> pd.Series:
     if name not in df:
         return pd.Series(None, index=df.index, dtype=object)
     col = df[name].astype(object)
-    return col.mask(df["task"].eq(other_task) & col.eq(""), None)
+    return col.mask((task.eq(other_task) | task.isna()) & col.eq(""), None)
 
 
 def _cell_errors(path: Path, lines: np.ndarray, bad: np.ndarray, name: str, values: pd.Series,
@@ -651,7 +727,7 @@ def _read_parquet(path: Path, data: bytes) -> _Raw:
     lines = np.arange(1, table.num_rows + 1)  # Parquet has no lines: the 1-based row number stands in
     missing = np.zeros(table.num_rows, dtype=bool)
     errors = []
-    for name in REQUIRED_FIELDS:
+    for name in _ROW_REQUIRED:
         null = table.column(name).is_null().to_numpy(zero_copy_only=False)
         errors += [DataError(path, int(line), name, "missing value (null)") for line in lines[null]]
         missing |= null
@@ -708,7 +784,7 @@ def _parquet_types(path: Path, table: pa.Table) -> pa.Table:
         raise DataError(path, None, "id", f"expected integers, the column has type {types['id']}")
     for name in ("task", "language", "origin_query", "category_path", "item_title"):
         ok = name not in types or pa.types.is_string(types[name]) or pa.types.is_large_string(types[name])
-        if not ok and not (name in TARGET_FIELDS.values() and pa.types.is_null(types[name])):
+        if not ok and not (name in (*TARGET_FIELDS.values(), "task") and pa.types.is_null(types[name])):
             raise DataError(path, None, name, f"expected strings, the column has type {types[name]}")
     label = types.get("label", pa.null())
     if not (pa.types.is_integer(label) or pa.types.is_floating(label) or pa.types.is_null(label)):
@@ -822,6 +898,7 @@ def _inspect(path: str | Path, languages: Sequence[str], full: bool
         report.lines = frame["line"].to_numpy(dtype=np.int64)
         return report, None if errors else _to_pairs(frame)
     report.unknown_fields = raw.unknown_fields
+    report.inferred_tasks = raw.inferred
     report.tasks = _counts(frame["task"])
     report.languages = _counts(frame["language"])
     report.labels = _counts(frame["label"].astype("string").fillna("missing"))
@@ -912,15 +989,18 @@ def read_pairs(path: str | Path, *, languages: Sequence[str] = LANGUAGES, line_n
 
 
 def read_json_objects(path: str | Path) -> list[dict]:
-    """The objects of a JSON-lines (or JSON-array) file as parsed, in file order: what ``qckit predict``
-    copies into a submission. Validate the file with ``read_pairs`` first; a problem here is a ``DataError``.
+    """The objects of a JSON-lines (or JSON-array) file, gzip or not, whatever its name, as parsed, in file
+    order: what ``qckit predict`` copies into a submission. Validate the file with ``read_pairs`` first; a
+    problem here is a ``DataError``.
 
     Example:
         >>> [obj["id"] for obj in read_json_objects("test_QC.jsonl")][:3]
         [1, 2, 3]
     """
     path = Path(path)
-    data = _check_text(path, _read_bytes(path))
+    kind, data = _sniff(path, _read_bytes(path))
+    if kind != "json":
+        raise DataError(path, None, None, f"is a {kind.upper()} file, not JSON lines or a JSON array")
     items = _array_items(path, data) if _ARRAY_START.match(data) else None
     out = []
     for line, obj, problems in _json_items(path, data) if items is None else items:

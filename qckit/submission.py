@@ -24,7 +24,7 @@ import pandas as pd
 
 from qckit import heads
 from qckit.calibrate import apply_thresholds, thresholds_from_metrics
-from qckit.data import read_json_objects, read_pairs
+from qckit.data import file_kind, read_json_objects, read_pairs
 from qckit.runs import Run, atomic_path
 from qckit.steps import CALIBRATION, TRAINING
 
@@ -47,8 +47,9 @@ def _model_for(run: Run, task: str) -> Path:
 
 
 def _input_records(path: Path, df: pd.DataFrame) -> list[dict]:
-    """The input rows as they were: raw JSON objects for JSONL, official fields otherwise."""
-    if path.suffix.lower() in (".jsonl", ".json"):
+    """The input rows as they were: raw JSON objects for JSON (told by content: .txt, .gz too), official fields
+    otherwise."""
+    if file_kind(path) == "json":
         return read_json_objects(path)  # parsed as read_pairs parsed them: same rows, same order
     records = []
     for r in df.itertuples(index=False):

@@ -124,7 +124,6 @@ MALFORMED = [
     ("repeated_id", "f.jsonl", jl(row(1), row(2), row(1, origin_query="other")),
      "id 1 already used on line 1", 3, "id"),
     ("blank_line_keeps_numbering", "f.jsonl", jl(row(1), "", row(2, label=5)), "got 5", 3, "label"),
-    ("unknown_extension", "f.txt", jl(row(1)), "unknown file type '.txt'", None, None),
     # a lone surrogate escape (a cut emoji): json.dumps with ensure_ascii writes it as \\ud800
     ("surrogate_query", "f.jsonl", jl(row(1), json.dumps(row(2, origin_query="abc\ud800"))), "lone surrogate", 2,
      "origin_query"),
