@@ -601,7 +601,9 @@ def test_translation_parameters_are_validated(section, message):
 def test_profiles_have_a_translation_section():
     for name in ("default", "smoke", "cikm"):
         cfg = load_params(REPO / "params" / f"{name}.yaml").translation
-        assert cfg.enabled and cfg.backend == "apertium" and cfg.sources == ["es"]
+        assert cfg.backend == "apertium" and cfg.sources == ["es"]
+        # cikm's CPU model is measured to lose F1 from es->it rows on real QC: off there, on for the demo
+        assert cfg.enabled == (name != "cikm")
 
 
 def test_ids_are_deterministic_across_runs(tmp_path):
