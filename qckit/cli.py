@@ -74,10 +74,15 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     try:
-        written = predict_files(args.run, args.input, args.output)
+        report: dict[str, dict] = {}
+        written = predict_files(args.run, args.input, args.output, thresholds=args.thresholds, report=report)
     except (SubmissionError, DataError, UnsafeArtefactError, FileNotFoundError) as err:
         print(f"qckit predict: {err}", file=sys.stderr)
         return 2
+    for task, r in sorted(report.items()):
+        per_language = " (per language where step 06 fitted one)" if r["per_language_thresholds"] else ""
+        print(f"{task}: {r['rows']:,} rows read, threshold {r['threshold']:.3f}{per_language}, "
+              f"{r['share_relevant']:.1%} predicted relevant")
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0
@@ -147,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, type=Path, help="a run directory with steps 05 and 06 done")
     p.add_argument("--input", required=True, nargs="+", type=Path, help="official-format files (labels optional)")
     p.add_argument("--output", required=True, type=Path, help="folder for submit_QC.txt, submit_QI.txt, submit.zip")
+    p.add_argument("--thresholds", default="calibrated",
+                   help="calibrated (step 06's, the default), paper (QC 0.4, QI 0.2) or per task: QC=0.4,QI=0.2")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("ablate", help="run the chain per variant and write the ablation table")

@@ -10,7 +10,8 @@ none of them changed.
 
 Example:
     >>> from qckit.submission import predict_files
-    >>> predict_files("outputs/cikm-1", ["test_QC.jsonl"], "submission/")
+    >>> predict_files("outputs/cikm-1", ["test_QC.txt"], "submission/")
+    >>> predict_files("outputs/cikm-1", ["test_QC.txt"], "paper-thresholds/", thresholds="paper")
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from qckit import heads
-from qckit.calibrate import apply_thresholds, thresholds_from_metrics
+from qckit import TASKS, heads
+from qckit.calibrate import PAPER_THRESHOLDS, apply_thresholds, thresholds_from_metrics
 from qckit.data import file_kind, read_json_objects, read_pairs
 from qckit.runs import Run, atomic_path
 from qckit.steps import CALIBRATION, TRAINING
@@ -87,8 +88,45 @@ def _check_ids(seen: dict[tuple[str, int], str], path: Path, df: pd.DataFrame) -
     seen.update(here)
 
 
-def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str | Path) -> dict[str, Path]:
+def parse_thresholds(spec: str) -> str | dict[str, float]:
+    """``calibrated``, ``paper`` or explicit per-task thresholds such as ``QC=0.4,QI=0.2``."""
+    if spec in ("calibrated", "paper"):
+        return spec
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        task, _, value = part.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if task.strip() not in TASKS or not 0.0 <= number <= 1.0:
+            raise SubmissionError(f"--thresholds {spec!r}: expected calibrated, paper or TASK=VALUE pairs "
+                                  f"such as QC=0.4,QI=0.2 (tasks {', '.join(TASKS)}, values between 0 and 1)")
+        out[task.strip()] = number
+    if not out:
+        raise SubmissionError("--thresholds is empty: use calibrated, paper or QC=0.4,QI=0.2")
+    return out
+
+
+def _thresholds(run: Run, spec: str | dict[str, float]) -> tuple[dict[str, float], dict | None]:
+    """(task thresholds, per-language thresholds or None) for ``spec`` (see ``parse_thresholds``)."""
+    metrics = run.read_metrics(CALIBRATION)
+    if spec == "calibrated":
+        return thresholds_from_metrics(metrics)
+    if spec == "paper":
+        return dict(metrics.get("paper_thresholds") or PAPER_THRESHOLDS), None
+    return dict(spec), None
+
+
+def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str | Path, *,
+                  thresholds: str | dict[str, float] = "calibrated",
+                  report: dict[str, dict] | None = None) -> dict[str, Path]:
     """Write `submit_<task>.txt` per task found in the inputs and `submit.zip`; returns their paths.
+
+    Args:
+        thresholds: ``calibrated`` (step 06's, per language where it fitted them), ``paper`` (QC 0.4,
+            QI 0.2) or a mapping / ``"QC=0.4,QI=0.2"`` string of one threshold per task.
+        report: filled per task with the rows read, the threshold used and the share predicted relevant.
 
     Raises SubmissionError (or DataError for an invalid input) before writing anything.
     """
@@ -98,7 +136,8 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str
     for step in (TRAINING, CALIBRATION):
         if not run.metrics_path(step).exists():
             raise SubmissionError(f"{run.root}: step {step} has not run; a submission needs a trained, calibrated run")
-    thresholds, language = thresholds_from_metrics(run.read_metrics(CALIBRATION))
+    spec = parse_thresholds(thresholds) if isinstance(thresholds, str) else thresholds
+    thresholds, language = _thresholds(run, spec)
     tables, seen = [], {}
     for path in map(Path, inputs):
         df = read_pairs(path, line_numbers=True)
@@ -108,8 +147,8 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str
             raise SubmissionError(f"{path}: read {len(df)} rows but {len(records)} lines")
         for task in sorted(df.task.unique()):
             if task not in thresholds:
-                raise SubmissionError(f"{path}: task {task} rows, but run {run.root} was calibrated for "
-                                      f"{', '.join(sorted(thresholds))} only")
+                given = f"run {run.root} was calibrated for" if spec == "calibrated" else "the thresholds cover"
+                raise SubmissionError(f"{path}: task {task} rows, but {given} {', '.join(sorted(thresholds))} only")
             _model_for(run, task)
         tables.append((df.drop(columns="line"), records))
     per_task: dict[str, list[dict]] = {}
@@ -121,6 +160,11 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str
             preds.loc[rows.index] = apply_thresholds(scored, thresholds, language_thresholds=language)
         for rec, task, pred in zip(records, df.task, preds):
             per_task.setdefault(task, []).append({**rec, "prediction": int(pred)})
+    if report is not None:
+        for task, recs in per_task.items():
+            report[task] = {"rows": len(recs), "threshold": thresholds[task],
+                            "per_language_thresholds": bool(language and language.get(task)),
+                            "share_relevant": sum(r["prediction"] for r in recs) / max(len(recs), 1)}
     try:
         return _write(out, per_task)
     except OSError as err:

@@ -12,7 +12,9 @@ import pytest
 from conftest import REPO
 
 from qckit import submission
+from qckit.cli import main as cli_main
 from qckit.steps import CALIBRATION, TRAINING
+from qckit.submission import SubmissionError
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +198,48 @@ def test_predict_leaves_nothing_half_written(fake_run, fake_scoring, tmp_path, m
         submission.predict_files(fake_run, [qc, qi], sub)
     assert sorted(p.name for p in sub.iterdir()) == ["submit_QC.txt"]  # no submit_QI.txt, no temporary file
     assert (sub / "submit_QC.txt").read_text() == "an earlier submission\n"
+
+
+# thresholds of a submission (issue 23) --------------------------------------------------------------------------
+@pytest.fixture
+def scored_at(monkeypatch):
+    """Fake scoring: each row's score is the number after 'query ' divided by 10 (query 3 -> 0.3)."""
+    monkeypatch.setattr(submission.heads, "load", lambda path: path)
+    monkeypatch.setattr(submission.heads, "score", lambda model, rows: rows.assign(
+        score=rows["query"].str.split().str[-1].astype(float) / 10))
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("calibrated", {"QC": [0, 0, 0, 0, 1], "QI": [0, 0, 0, 0, 1]}),  # the run's 0.5
+    ("paper", {"QC": [0, 0, 0, 1, 1], "QI": [0, 1, 1, 1, 1]}),      # QC 0.4, QI 0.2
+    ("QC=0.3,QI=0.45", {"QC": [0, 0, 1, 1, 1], "QI": [0, 0, 0, 0, 1]}),
+])
+def test_predict_applies_the_thresholds_asked_for(fake_run, scored_at, tmp_path, spec, expected):
+    qc = write_jsonl(tmp_path / "test_QC.txt", *(official(i) for i in range(1, 6)))
+    qi = write_jsonl(tmp_path / "test_QI.txt", *(official(i, "QI") for i in range(1, 6)))
+    report: dict = {}
+    submission.predict_files(fake_run, [qc, qi], tmp_path / "sub", thresholds=spec, report=report)
+    for task in ("QC", "QI"):
+        lines = (tmp_path / "sub" / f"submit_{task}.txt").read_text().splitlines()
+        assert [json.loads(x)["prediction"] for x in lines] == expected[task]
+        assert report[task]["rows"] == 5 and report[task]["share_relevant"] == sum(expected[task]) / 5
+    assert report["QC"]["threshold"] == {"calibrated": 0.5, "paper": 0.4}.get(spec, 0.3)
+
+
+def test_predict_cli_prints_rows_threshold_and_share_per_task(fake_run, tmp_path):
+    qc = write_jsonl(tmp_path / "test_QC.txt", official(1))
+    for bad in ("QC=1.5", "QX=0.4", "QC", "strict"):
+        proc = subprocess.run([sys.executable, "-m", "qckit", "predict", "--run", str(fake_run), "--input", str(qc),
+                               "--output", str(tmp_path / "sub"), "--thresholds", bad],
+                              capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert proc.returncode == 2 and "--thresholds" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "sub").exists()
+    with pytest.raises(SubmissionError, match="task QC rows, but the thresholds cover QI only"):
+        submission.predict_files(fake_run, [qc], tmp_path / "sub", thresholds="QI=0.3")
+
+
+def test_predict_summary_line(fake_run, scored_at, tmp_path, capsys):
+    qc = write_jsonl(tmp_path / "test_QC.txt", *(official(i) for i in range(1, 5)))
+    assert cli_main(["predict", "--run", str(fake_run), "--input", str(qc), "--output", str(tmp_path / "sub"),
+                     "--thresholds", "paper"]) == 0
+    assert "QC: 4 rows read, threshold 0.400, 25.0% predicted relevant" in capsys.readouterr().out
