@@ -345,11 +345,8 @@ def _vecs_path(keys_path: Path) -> Path:
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
+        with open(tmp, "wb") as fh:  # atomic_path gives it the umask's mode: a shared cache stays readable
             np.save(fh, array)
-        umask = os.umask(0o022)  # read it: os.umask can only be read by setting it
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600 files: a shared cache needs the usual modes
 
 
 @contextlib.contextmanager

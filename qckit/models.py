@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from qckit.runs import current_umask
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks
@@ -285,8 +287,7 @@ def _build(name: str, out: Path, progress: bool) -> None:
 
 def _share_files(folder: Path) -> None:
     """Give every file the default permissions: safetensors writes 0600, which breaks a shared cache."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = current_umask()  # os.umask(0) to read it would briefly let other threads create 0666 files
     for path in folder.rglob("*"):
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
