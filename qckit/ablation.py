@@ -1,159 +1,200 @@
 """The paper's ablation from one command: the chain per variant, shared steps run once, one table.
 
-Variants switch the three data steps on or off:
+A variant names the data steps it switches on: ``baseline`` (none), ``all`` (every one), or step names
+joined by ``+`` in any order (``translation``, ``negatives``, ``noise``). Names are normalised, so
+``negatives+translation`` and ``translation+negatives`` are one run, and ``translation+negatives+noise``
+is ``all``. The default set is the paper's cumulative rows (arXiv 2510.21671, Qwen3-14B dev F1):
 
-| variant | translation | negatives | noise |
-|---|---|---|---|
-| baseline | off | off | off |
-| translation | on | off | off |
-| negatives | off | on | off |
-| noise | off | off | on |
-| all | on | on | on |
+| variant | QC | QI |
+|---|---|---|
+| baseline | 0.8760 | 0.8662 |
+| translation | 0.8834 | 0.8738 |
+| translation+negatives | 0.8885 | – |
+| translation+noise | – | 0.8799 |
+| all | 0.8919 | 0.8839 |
 
-Each variant is a run under `outputs/<ablation-id>/<variant>/`. A step whose inputs (parameters,
-notebook, data, earlier steps' outputs) hash the same as in a variant already run is copied, not
-executed: the audit runs once, and a variant with translation off shares the translation step's
-skip-metrics with every other such variant.
+The paper's figure stands only beside the row with exactly its combination of steps; single-step
+variants (``negatives``, ``noise``) run by name and have none.
+
+Each variant is a run under ``outputs/<ablation-id>/<folder>/`` (the name with ``+`` written ``-``). A step
+whose inputs (parameters, notebook, data, earlier steps' outputs) hash the same as in a variant already run
+is copied, not executed: the audit runs once, translation once for every variant that has it, and a variant
+with a step off shares that step's skip-metrics with every other such variant. The runs go through
+``qckit.sweep.run_settings`` (an ablation is a sweep of the data steps' ``enabled`` switches); an ablation
+folder that already holds runs is continued only with ``resume``.
 
 Example:
-    >>> from qckit.ablation import run_ablation
-    >>> table = run_ablation("params/smoke.yaml", variants=["baseline", "all"])
+    >>> from qckit.ablation import parse_variants, run_ablation
+    >>> parse_variants("baseline,negatives+translation,noise+negatives+translation")
+    ['baseline', 'translation+negatives', 'all']
+    >>> table, report = run_ablation("params/smoke.yaml", variants=["baseline", "all"])
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from qckit.config import Params, dump_params, load_params
-from qckit.pipeline import RunError, check_run_id, new_run_id, run_chain
+from qckit.config import Params, load_params
 from qckit.plots import ablation as ablation_plots
-from qckit.report import CSP, REPORT_FILE_MODE
+from qckit.report import REPORT_FILE_MODE
 from qckit.runs import Run, write_text_atomic
-from qckit.steps import CALIBRATION, TRAINING
+from qckit.sweep import experiment_page, experiment_root, figure_data_uri, format_table, run_settings, task_rows
 
-VARIANTS: dict[str, dict[str, bool]] = {
-    "baseline": {"translation": False, "negatives": False, "noise": False},
-    "translation": {"translation": True, "negatives": False, "noise": False},
-    "negatives": {"translation": False, "negatives": True, "noise": False},
-    "noise": {"translation": False, "negatives": False, "noise": True},
-    "all": {"translation": True, "negatives": True, "noise": True},
-}
-# Dev F1 reported in arXiv 2510.21671 (cumulative: each row adds its step to the row above).
-PAPER_DEV_F1: dict[str, dict[str, float | None]] = {
+DATA_STEPS = ("translation", "negatives", "noise")  # chain order: the order of a canonical name
+DEFAULT_VARIANTS = ("baseline", "translation", "translation+negatives", "translation+noise", "all")
+# Dev F1 reported in arXiv 2510.21671; its rows are cumulative, each adding a step to the row above it
+# (QC: translation, then negatives, then noise; QI: translation, then noise, then negatives).
+PAPER_DEV_F1: dict[str, dict[str, float]] = {
     "baseline": {"QC": 0.8760, "QI": 0.8662},
     "translation": {"QC": 0.8834, "QI": 0.8738},
-    "negatives": {"QC": 0.8885, "QI": None},
-    "noise": {"QC": None, "QI": 0.8799},
+    "translation+negatives": {"QC": 0.8885},
+    "translation+noise": {"QI": 0.8799},
     "all": {"QC": 0.8919, "QI": 0.8839},
 }
+TABLE_COLUMNS = ["variant", "task", "f1", "f1_low", "f1_high", "f1_held_out", "f1_held_out_low", "f1_held_out_high",
+                 "all_positive_f1", "threshold", "train_rows", "paper_dev_f1", "gain_vs_baseline", "previous",
+                 "gain_vs_previous"]
+
+
+def canonical_variant(name: str) -> str:
+    """The one name of a variant: ``baseline``, ``all``, or its steps joined by ``+`` in chain order.
+
+    Example:
+        >>> canonical_variant("noise + translation")
+        'translation+noise'
+    """
+    text = name.strip().lower()
+    if text in ("baseline", "all"):
+        return text
+    parts = [part.strip() for part in text.split("+")]
+    unknown = [part for part in parts if part not in DATA_STEPS]
+    if unknown or len(set(parts)) != len(parts):
+        what = f"unknown step {unknown[0]!r}" if unknown else "a step named twice"
+        raise ValueError(f"invalid variant {name!r} ({what}): use baseline, all, or step names joined by '+' "
+                         f"({', '.join(DATA_STEPS)}), e.g. translation+negatives")
+    steps = [step for step in DATA_STEPS if step in parts]
+    return "all" if len(steps) == len(DATA_STEPS) else "+".join(steps)
+
+
+def parse_variants(spec: str | Iterable[str]) -> list[str]:
+    """Canonical variant names from a comma-separated list (or a list), each once, in the order given."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    variants = list(dict.fromkeys(canonical_variant(n) for n in names if n.strip()))
+    if not variants:
+        raise ValueError("no variants given: name at least one, e.g. baseline,translation+negatives")
+    return variants
+
+
+def variant_steps(variant: str) -> dict[str, bool]:
+    """Which data steps the variant switches on (any spelling; see ``canonical_variant``)."""
+    name = canonical_variant(variant)
+    on = set(DATA_STEPS) if name == "all" else set() if name == "baseline" else set(name.split("+"))
+    return {step: step in on for step in DATA_STEPS}
+
+
+def variant_folder(variant: str) -> str:
+    """The run folder of a variant under the ablation folder (a run id has no ``+``)."""
+    return canonical_variant(variant).replace("+", "-")
 
 
 def variant_params(params: Params, variant: str) -> Params:
     """The profile with the data steps switched as the variant says (name suffixed)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    update = {
-        section: getattr(params, section).model_copy(update={"enabled": on})
-        for section, on in VARIANTS[variant].items()
-    }
-    return params.model_copy(update={**update, "name": f"{params.name}-{variant}"})
+    update = {section: getattr(params, section).model_copy(update={"enabled": on})
+              for section, on in variant_steps(variant).items()}
+    return params.model_copy(update={**update, "name": f"{params.name}-{variant_folder(variant)}"})
 
 
 def run_ablation(
-    params_file: str | Path, *, variants: list[str] | None = None, ablation_id: str | None = None,
+    params_file: str | Path, *, variants: Iterable[str] | None = None, ablation_id: str | None = None,
     outputs_dir: str | Path | None = None, resume: bool = False, progress: bool = True, **chain_kwargs: Any,
 ) -> tuple[pd.DataFrame, Path]:
-    """Run the chain per variant and write the ablation report; returns (table, report path)."""
+    """Run the chain per variant and write the ablation report; returns (table, report path).
+
+    ``variants``: names in any spelling (``canonical_variant``); None: ``DEFAULT_VARIANTS``, the paper's rows.
+    """
     params = load_params(params_file)
-    variants = variants or list(VARIANTS)
-    for v in variants:
-        variant_params(params, v)  # validates the names before anything runs
-    base = Path(outputs_dir or params.run.outputs_dir)
-    root = base / (check_run_id(ablation_id, "ablation id") if ablation_id else new_run_id(params, "ablation"))
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunError(f"cannot create the ablation folder {root} (outputs folder {base}): "
-                       f"{err.strerror or err}") from err
-    done: list[Path] = []
-    statuses = {}
-    for variant in variants:
-        vfile = root / "params" / f"{variant}.yaml"
-        vfile.parent.mkdir(exist_ok=True)
-        write_text_atomic(vfile, dump_params(variant_params(params, variant)))
-        result = run_chain(vfile, run_id=variant, outputs_dir=root, resume=resume, share_from=done,
+    variants = parse_variants(DEFAULT_VARIANTS if variants is None else variants)  # checked before anything runs
+    root = experiment_root(params, ablation_id, outputs_dir, kind="ablation", resume=resume)
+    results = run_settings(root, {variant_folder(v): variant_params(params, v) for v in variants}, resume=resume,
                            progress=progress, **chain_kwargs)
-        statuses[variant] = {s.step: s.status for s in result.steps}
-        done.append(result.run.root)
-        if not result.ok:
-            break
+    statuses = {v: {s.step: s.status for s in results[variant_folder(v)].steps}
+                for v in variants if variant_folder(v) in results}
     table = ablation_table(root, variants)
     report = write_ablation_report(root, table, statuses)
     return table, report
 
 
-def ablation_table(root: Path, variants: list[str]) -> pd.DataFrame:
-    """F1 per task and variant at the calibrated threshold, with its interval, the all-positive floor
-    and the paper's dev figure."""
+def ablation_table(root: Path, variants: Iterable[str]) -> pd.DataFrame:
+    """F1 per task and variant at the calibrated threshold, with its interval, the all-positive floor,
+    the paper's dev figure (on the row with exactly the paper's combination only) and the gains.
+
+    ``gain_vs_baseline`` and ``gain_vs_previous`` are differences of ``f1_held_out`` (held-out thresholds);
+    ``previous`` is the row of the table this variant adds the fewest steps to (``previous_variant``).
+    """
+    variants = parse_variants(variants)
     rows = []
     for variant in variants:
-        run = Run(root / variant)
-        path = run.metrics_path(CALIBRATION)
-        cal = run.read_metrics(CALIBRATION) if path.exists() else {"tasks": {}}
-        train_rows = None
-        if run.metrics_path(TRAINING).exists():
-            ft = run.read_metrics(TRAINING)
-            train_rows = sum(m.get("train_rows", 0) for m in ft.get("models", {}).values())
-        for task, m in cal["tasks"].items():
-            lo, hi = (m.get("f1_ci") or [None, None])[:2]
-            cv_lo, cv_hi = (m.get("f1_held_out_threshold_ci") or [None, None])[:2]
-            rows.append({
-                "variant": variant, "task": task, "f1": m.get("f1"), "f1_low": lo, "f1_high": hi,
-                "f1_held_out": m.get("f1_held_out_threshold"), "f1_held_out_low": cv_lo, "f1_held_out_high": cv_hi,
-                "all_positive_f1": m.get("all_positive_f1"), "threshold": m.get("threshold"),
-                "train_rows": train_rows, "paper_dev_f1": PAPER_DEV_F1.get(variant, {}).get(task),
-            })
-    return pd.DataFrame(rows, columns=["variant", "task", "f1", "f1_low", "f1_high", "f1_held_out",
-                                       "f1_held_out_low", "f1_held_out_high", "all_positive_f1",
-                                       "threshold", "train_rows", "paper_dev_f1"])
+        for row in task_rows(Run(root / variant_folder(variant))):
+            rows.append({"variant": variant, **row, "paper_dev_f1": PAPER_DEV_F1.get(variant, {}).get(row["task"])})
+    table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if c != "previous" and not c.startswith("gain_")])
+    in_table = table.groupby("task", sort=False)["variant"].agg(list)
+    table["previous"] = [previous_variant(v, in_table[t], t) for v, t in zip(table["variant"], table["task"])]
+    held_out = table.set_index(["variant", "task"])["f1_held_out"].astype("float64")
+
+    def gain(against: pd.Series) -> list[float | None]:
+        return [held_out[(v, t)] - held_out[(a, t)] if isinstance(a, str) and (a, t) in held_out.index else None
+                for v, t, a in zip(table["variant"], table["task"], against)]
+
+    table["gain_vs_baseline"] = gain(pd.Series("baseline", index=table.index))
+    table["gain_vs_previous"] = gain(table["previous"])
+    return table[TABLE_COLUMNS].astype({"gain_vs_baseline": "float64", "gain_vs_previous": "float64"})
+
+
+def previous_variant(variant: str, variants: Iterable[str], task: str) -> str | None:
+    """The variant among ``variants`` that ``variant`` adds the fewest steps to (None for the baseline, or
+    when no other variant's steps are a subset of its own).
+
+    Ties go to the paper's cumulative row for ``task`` (for ``all``: ``translation+negatives`` on QC,
+    ``translation+noise`` on QI), then to the order given.
+    """
+    steps = {s for s, on in variant_steps(variant).items() if on}
+    best: tuple[int, int, int] | None = None
+    found = None
+    for position, other in enumerate(parse_variants(variants)):
+        other_steps = {s for s, on in variant_steps(other).items() if on}
+        if other_steps < steps:
+            key = (len(steps) - len(other_steps), task not in PAPER_DEV_F1.get(other, {}), position)
+            if best is None or key < best:
+                best, found = key, other
+    return found
 
 
 def write_ablation_report(root: Path, table: pd.DataFrame, statuses: dict[str, dict[str, str]]) -> Path:
     """`<root>/index.html`: the table, the figure, which steps each variant shared, links to each run."""
-    import matplotlib.pyplot as plt
-
-
-    fig = ablation_plots.ablation_figure(table)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    img = base64.b64encode(buf.getvalue()).decode()
+    img = figure_data_uri(ablation_plots.ablation_figure(table))
     e = html.escape
-    fmt = table.copy()
-    for col in ("f1", "f1_low", "f1_high", "f1_held_out", "f1_held_out_low", "f1_held_out_high", "all_positive_f1",
-                "threshold", "paper_dev_f1"):
-        fmt[col] = fmt[col].map(lambda v: "–" if pd.isna(v) else f"{v:.4f}")
+    fmt = format_table(table, numbers=("f1", "f1_low", "f1_high", "f1_held_out", "f1_held_out_low", "f1_held_out_high",
+                                       "all_positive_f1", "threshold", "paper_dev_f1"),
+                       signed=("gain_vs_baseline", "gain_vs_previous"))
+    fmt["previous"] = fmt["previous"].fillna("–")
     steps = pd.DataFrame(statuses).T.fillna("–")
-    links = "".join(f"<li><a href='{e(v)}/report/index.html'>{e(v)}</a></li>" for v in statuses)
-    page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<title>qckit ablation {e(root.name)}</title>
-<style>body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .25rem .6rem; }}</style>
-</head><body><h1>Ablation <code>{e(root.name)}</code></h1>
+    links = "".join(f"<li><a href='{e(variant_folder(v))}/report/index.html'>{e(v)}</a></li>" for v in statuses)
+    body = f"""<h1>Ablation <code>{e(root.name)}</code></h1>
 <p>Dev F1 of the positive class at the threshold calibrated on dev (step 06), with its bootstrap 95%
 interval and the all-positive F1 of the same rows; <code>f1_held_out</code> judges each query-grouped fold of
-dev at the threshold fitted on the other folds (no row helps choose its own threshold). The paper's dev
-figures (arXiv 2510.21671, cumulative additions on Qwen3-14B) are shown for reference.</p>
+dev at the threshold fitted on the other folds (no row helps choose its own threshold). Gains are differences
+of <code>f1_held_out</code>: against the baseline, and against <code>previous</code>, the row run here that this
+variant extends by the fewest steps. The paper's dev figures (arXiv 2510.21671, Qwen3-14B) stand beside the
+rows with exactly the paper's combination of steps: its rows are cumulative (QC: +translation, +negatives,
++noise; QI: +translation, +noise, +negatives), so a single-step variant has none.</p>
 {fmt.to_html(index=False, escape=True, border=0)}
-<img alt="ablation figure" src="data:image/png;base64,{img}">
+<img alt="ablation figure" src="{img}">
 <h2>Steps per variant</h2><p>shared = copied from an earlier variant with identical inputs.</p>
 {steps.to_html(escape=True, border=0)}
-<h2>Runs</h2><ul>{links}</ul></body></html>
-"""
-    return write_text_atomic(root / "index.html", page, mode=REPORT_FILE_MODE)
+<h2>Runs</h2><ul>{links}</ul>"""
+    return write_text_atomic(root / "index.html", experiment_page(f"qckit ablation {root.name}", body),
+                             mode=REPORT_FILE_MODE)

@@ -236,6 +236,66 @@ def confident_errors(preds: pd.DataFrame, *, thresholds: Thresholds,
     return _order(top[columns])
 
 
+# robustness to typos ---------------------------------------------------------------------------------
+ROBUSTNESS_COLUMNS = ["rows", "queries_changed", "f1_clean", "f1_typo", "typo_gap", "all_positive_f1"]
+
+
+def typo_robustness(clean: pd.DataFrame, typo: pd.DataFrame, *, thresholds: Thresholds,
+                    language_thresholds: LanguageThresholds | None = None,
+                    by: str | Sequence[str] = ("task", "language")) -> pd.DataFrame:
+    """F1 with clean queries against F1 with typo'd ones, per group, at the same thresholds.
+
+    Args:
+        clean: predictions table of the rows as they are.
+        typo: the same rows (same ``id`` order) with typo'd queries and the model's scores of them.
+        thresholds, language_thresholds: as in :func:`metrics_by`; each row keeps its threshold.
+        by: column(s) to group by; ``[]`` pools every row.
+
+    Returns:
+        ``*by, rows, queries_changed`` (share of the group's rows whose query the typos changed),
+        ``f1_clean, f1_typo, typo_gap`` (clean minus typo'd: what the typos cost) and ``all_positive_f1``.
+
+    Example:
+        >>> typo = dev.assign(query=add_typos(dev["query"], 0.1, seed=0))
+        >>> typo_robustness(dev, heads.score(model, typo), thresholds={"QC": 0.4, "QI": 0.2})
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    if len(clean) != len(typo) or not np.array_equal(clean["id"].to_numpy(), typo["id"].to_numpy()):
+        raise ValueError("typo_robustness needs the same rows in the same order (by id) in clean and typo")
+    options = {"thresholds": thresholds, "language_thresholds": language_thresholds}
+    base, noisy = add_predictions(clean, **options), add_predictions(typo, **options)
+    changed = base["query"].to_numpy() != noisy["query"].to_numpy()
+    # the same rows and labels on both sides: the groups come out the same, in the same order
+    before, after = _score_groups(base, by), _score_groups(noisy, by)
+    out = before.assign(f1_clean=before["f1"], f1_typo=after["f1"].to_numpy(),
+                        typo_gap=before["f1"] - after["f1"].to_numpy())
+    if by:
+        share = base[by].assign(queries_changed=changed).groupby(by, observed=True).mean().reset_index()
+        out = out.merge(share, on=by, how="left")
+    else:
+        out = out.assign(queries_changed=float(changed.mean()) if len(changed) else 0.0)
+    return out[[*by, *ROBUSTNESS_COLUMNS]]
+
+
+def robustness(clean: pd.DataFrame, typo: pd.DataFrame, *, thresholds: Thresholds,
+               language_thresholds: LanguageThresholds | None = None, typo_rate: float,
+               seed: int) -> dict[str, Any]:
+    """Step 07's ``robustness`` metrics (JSON-serialisable): :func:`typo_robustness` per task and per task and
+    language, and the gap per task as plain figures (``typo_gap``) that :func:`compare` lines up across runs.
+
+    Example:
+        >>> metrics["robustness"] = robustness(dev, typo, thresholds=thr, typo_rate=0.1, seed=13)
+    """
+    options = {"thresholds": thresholds, "language_thresholds": language_thresholds}
+    by_task = typo_robustness(clean, typo, by=["task"], **options)
+    return {
+        "typo_rate": typo_rate, "seed": seed,
+        "typo_gap": {row.task: round(float(row.typo_gap), 4) for row in by_task.itertuples()},
+        "by_task": _records(by_task),
+        "by_language": _records(typo_robustness(clean, typo, by=["task", "language"], **options)),
+    }
+
+
 # comparing runs --------------------------------------------------------------------------------------
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:
     """Scalar leaves of nested metrics keyed ``a.b.c``; lists of scalars joined as text, others skipped."""

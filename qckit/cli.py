@@ -1,4 +1,4 @@
-"""Command line: `qckit run | report | validate | params | predict | ablate | models`.
+"""Command line: `qckit run | report | validate | compare | params | predict | ablate | sweep | review | models`.
 
 Heavy libraries (torch, transformers, papermill) are imported inside the functions that use them, so
 `qckit validate` starts without loading them.
@@ -11,13 +11,17 @@ import sys
 from pathlib import Path
 
 from qckit import models
-from qckit.ablation import run_ablation
+from qckit.ablation import DEFAULT_VARIANTS, parse_variants, run_ablation
+from qckit.compare import CompareError, compare_runs
 from qckit.config import ParamsError, dump_params, load_params
 from qckit.data import DataError, validate_file
 from qckit.heads import UnsafeArtefactError
+from qckit.layout import OFFICIAL
 from qckit.pipeline import RunError, check_run_id, run_chain
 from qckit.report import bundle_path, render_report
+from qckit.review import ReviewError, SheetError, export_review, import_review, parse_levels_option
 from qckit.submission import SubmissionError, predict_files
+from qckit.sweep import display_table, parse_set, run_sweep
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -52,14 +56,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    layout, files = OFFICIAL, list(args.files)
+    if args.params is not None:
+        try:
+            data = load_params(args.params).data
+        except ParamsError as err:
+            print(err, file=sys.stderr)
+            return 2
+        layout = data.layout()
+        files = files or [Path(p) for p in (*data.train, *data.dev, *data.test)]
+    if not files:
+        print("qckit validate: no files (name them, or give a profile with data.source: files)", file=sys.stderr)
+        return 2
     failed = 0
-    for path in args.files:
-        report = validate_file(path)
+    for path in files:
+        report = validate_file(path, layout=layout)
         print(report.format())
         failed += not report.ok
-    if len(args.files) > 1:
-        print(f"\n{len(args.files) - failed} of {len(args.files)} files valid")
+    if len(files) > 1:
+        print(f"\n{len(files) - failed} of {len(files)} files valid")
     return 1 if failed else 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    try:
+        path = compare_runs(args.runs, args.output)
+    except (CompareError, OSError) as err:
+        print(f"qckit compare: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
@@ -93,7 +119,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         if args.ablation_id is not None:
             check_run_id(args.ablation_id, "ablation id")  # a folder name under outputs/, not a path
         table, report = run_ablation(
-            args.params, variants=[v.strip() for v in args.variants.split(",") if v.strip()],
+            args.params, variants=parse_variants(args.variants),
             ablation_id=args.ablation_id, outputs_dir=args.outputs_dir, resume=args.resume,
             progress=not args.quiet,
         )
@@ -102,6 +128,52 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         return 2
     print(table.to_string(index=False))
     print(f"report: {report}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    try:
+        if args.sweep_id is not None:
+            check_run_id(args.sweep_id, "sweep id")  # a folder name under outputs/, not a path
+        sets = [parse_set(spec) for spec in args.set]
+        result = run_sweep(args.params, sets, mode="zip" if args.zip else "grid", sweep_id=args.sweep_id,
+                           outputs_dir=args.outputs_dir, resume=args.resume, progress=not args.quiet,
+                           **({"notebooks_dir": args.notebooks_dir} if args.notebooks_dir else {}))
+    except (ParamsError, RunError, ValueError) as err:
+        print(f"qckit sweep: {err}", file=sys.stderr)
+        return 2
+    for error in result.errors:
+        print(f"\nqckit sweep: {error}", file=sys.stderr)
+    print(display_table(result.table).to_string(index=False))
+    print(f"report: {result.report}")
+    return 0 if result.ok else 1
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "export":
+            summary = export_review(args.run, args.output, levels=parse_levels_option(args.levels),
+                                    per_level=args.per_level, seed=args.seed)
+        else:
+            metrics = import_review(args.run, args.sheet)
+    except SheetError as err:
+        print(f"qckit review: {err}", file=sys.stderr)
+        return 1
+    except (ReviewError, RunError) as err:
+        print(f"qckit review: {err}", file=sys.stderr)
+        return 2
+    if args.action == "export":
+        for r in summary.levels.itertuples():
+            print(f"confidence >= {r.level:g}: {r.drawn} of {r.flagged:,} flagged rows drawn")
+        print(f"{summary.rows} rows to review: {summary.path}")
+        print(f"fill in the verdict column, then: qckit review import {args.run} {summary.path}")
+        return 0
+    print(f"{metrics['rows']} rows read: {metrics['wrong']} wrong, {metrics['correct']} right, "
+          f"{metrics['unsure']} unsure, {metrics['not_reviewed']} not reviewed")
+    for r in metrics["precision_by_level"]:
+        figure = (f"precision {r['precision']:.2f} [{r['low']:.2f}, {r['high']:.2f}] of {r['reviewed']} reviewed"
+                  if r["reviewed"] else "nothing reviewed")
+        print(f"confidence >= {r['level']:g}: {figure} ({r['flagged']:,} flagged rows)")
     return 0
 
 
@@ -140,9 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write report/<run-id>-report.html: the index and every step page in one file")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("validate", help="check data files in the official CIKM format")
-    p.add_argument("files", nargs="+", type=Path)
+    p = sub.add_parser("validate", help="check data files (official CIKM format, or your own through a profile)")
+    p.add_argument("files", nargs="*", type=Path)
+    p.add_argument("-p", "--params", type=Path, help="read the files as this profile's data section says "
+                   "(data.columns, positive_if, task); without files, check the profile's train, dev and test files")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("compare", help="one HTML page with runs side by side (the first is the reference)")
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--output", type=Path, help="file or folder for the page (default: compare-<ids>.html beside "
+                   "the first run)")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("params", help="validate a parameter profile and print it resolved")
     p.add_argument("params", type=Path)
@@ -158,13 +238,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ablate", help="run the chain per variant and write the ablation table")
     p.add_argument("-p", "--params", required=True, type=Path)
-    p.add_argument("--variants", default="baseline,translation,negatives,noise,all",
-                   help="comma-separated: baseline, translation, negatives, noise, all")
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                   help="comma-separated: baseline, all, or data steps joined by '+' in any order (translation, "
+                        "negatives, noise), e.g. translation+negatives (default: the paper's cumulative rows, "
+                        "%(default)s)")
     p.add_argument("--ablation-id", help="folder name under outputs/ (default: <profile>-ablation-<time>)")
     p.add_argument("--outputs-dir", type=Path)
     p.add_argument("--resume", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_ablate)
+
+    p = sub.add_parser("sweep", help="one run per setting of some parameters (shared steps run once), one table")
+    p.add_argument("-p", "--params", required=True, type=Path)
+    p.add_argument("--set", action="append", required=True, metavar="KEY=V1,V2",
+                   help="a dotted parameter path and its values, split at commas outside brackets, braces and "
+                        "quotes, each read as YAML: noise.threshold=0.7,0.8 or translation.sources=[en],[es,fr]; "
+                        "repeat for more keys")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--grid", action="store_true", help="every combination of the keys' values (the default)")
+    how.add_argument("--zip", action="store_true", help="the keys' i-th values together (as many values per key)")
+    p.add_argument("--sweep-id", help="folder name under outputs/ (default: <profile>-sweep-<time>)")
+    p.add_argument("--outputs-dir", type=Path)
+    p.add_argument("--resume", action="store_true", help="continue a sweep; steps whose inputs are unchanged are "
+                   "skipped")
+    p.add_argument("--notebooks-dir", type=Path, help="folder of step notebooks (default: the kit's notebooks/)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("review", help="a CSV sheet of step 04's flagged rows to check by hand, and its verdicts back")
+    review = p.add_subparsers(dest="action", required=True)
+    r = review.add_parser("export", help="write a sheet: per confidence level, a seeded sample of the flagged rows")
+    r.add_argument("run", type=Path, help="a run directory with step 04 done")
+    r.add_argument("--per-level", type=int, default=50, help="rows drawn per level (default: %(default)s)")
+    r.add_argument("--levels", default="0.7,0.8,0.9", help="confidence levels, comma-separated (default: %(default)s)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the draw (default: %(default)s)")
+    r.add_argument("--output", type=Path, help="the sheet to write (default: <run-id>-review.csv here; never replaced)")
+    r.set_defaults(func=_cmd_review)
+    r = review.add_parser("import", help="read a filled sheet's verdicts into the run (precision per level)")
+    r.add_argument("run", type=Path)
+    r.add_argument("sheet", type=Path, help="the sheet, its verdict column filled in")
+    r.set_defaults(func=_cmd_review)
 
     p = sub.add_parser("models", help="materialise or list the built-in offline models")
     p.add_argument("action", choices=["prepare", "list"])

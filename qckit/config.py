@@ -35,6 +35,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from qckit.layout import Layout
+
 Task = Literal["QC", "QI"]
 
 
@@ -104,6 +106,34 @@ class DataParams(Section):
         "keep", description="Pairs seen with both labels: 'keep' all rows or 'drop' every row of the pair."
     )
     max_rows: int | None = Field(None, gt=0, description="Cap rows per split and task (stratified sample).")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Your files' column names for the kit's fields id, task, language, query, "
+        "target, label, e.g. {query: search_term, target: product_title, label: relevance}; unnamed ones as official."
+    )
+    positive_if: str | list[str | int | float | bool] | None = Field(
+        None, description="Labels to 0/1: a comparison such as '>= 2.5', or the values meaning relevant such as "
+        "[yes, relevant, 1]; None: labels are 0 or 1 already."
+    )
+    task: Task | None = Field(
+        None, description="Task of rows without one (files of one task whose target column is named by columns.target)."
+    )
+    detect_languages: list[str] | None = Field(
+        None, description="Languages a row without a language can be detected as (from its query); None: the kit's "
+        "13 (en fr es ko pt ja de it pl ar th vn id)."
+    )
+
+    @model_validator(mode="after")
+    def _layout_valid(self) -> DataParams:
+        try:
+            self.layout()
+        except ValueError as err:  # PositiveRuleError included
+            raise ValueError(str(err)) from None
+        return self
+
+    def layout(self) -> Layout:
+        """How the files name the kit's fields (``qckit.layout.Layout``)."""
+        return Layout.from_params(self.columns, positive_if=self.positive_if, task=self.task,
+                                  detect_languages=self.detect_languages)
 
 
 class AuditParams(Section):
@@ -171,6 +201,10 @@ class TranslationParams(Section):
         None, description="Translation cache folder; None: $QCKIT_CACHE/translations or ~/.cache/qckit/translations."
     )
     examples: int = Field(10, ge=0, description="Source/translation pairs shown side by side in the notebook.")
+    audit_rows: int = Field(
+        100, ge=0, description="Translations per target language sampled for rating, with signals (language "
+        "identified, length ratio, identical, round trip), into report/translation_audit.csv; 0: none."
+    )
 
     @field_validator("backends")
     @classmethod
@@ -394,8 +428,16 @@ class NoiseParams(Section):
                        "predicted_neq_given", "low_normalized_margin", "low_self_confidence"] = Field(
         "prune_by_noise_rate", description="cleanlab find_label_issues filter_by, for rule confident_learning/both."
     )
-    action: Literal["remove", "relabel", "review"] = Field(
-        "remove", description="Flagged rows: 'remove' them (the paper), 'relabel' (flip), or 'review' (flag only)."
+    action: Literal["remove", "relabel", "review", "relabel_vote"] = Field(
+        "remove", description="Flagged rows: 'remove' them (the paper), 'relabel' (flip), 'review' (flag only), or "
+        "'relabel_vote': flip only the rows that at least vote_k of votes detectors flag, removing none."
+    )
+    votes: int = Field(
+        3, ge=1, description="Action relabel_vote: detectors that vote, the configured detector re-seeded (seed, "
+        "seed + 1, ...: other folds and fits); each costs one more scoring of the table."
+    )
+    vote_k: int | None = Field(
+        None, ge=1, description="Action relabel_vote: detectors that must flag a row to flip it; None: a majority."
     )
     finetuned_rows: int | None = Field(
         2000, gt=0, description="Detector finetuned: training rows per fit (stratified sample); None: all."
@@ -416,6 +458,12 @@ class NoiseParams(Section):
     compare: bool = Field(True, description="Where ground truth exists, also score every rule and score kind.")
     seed: int | None = Field(None, description="Seed of folds and fits; None: run.seed.")
 
+    @model_validator(mode="after")
+    def _vote_fits(self) -> NoiseParams:
+        if self.vote_k is not None and self.vote_k > self.votes:
+            raise ValueError(f"vote_k ({self.vote_k}) cannot exceed votes ({self.votes})")
+        return self
+
 
 class NegativesParams(Section):
     enabled: bool = Field(True, description="Run step 03; when false the step writes only its metrics.")
@@ -432,9 +480,11 @@ class NegativesParams(Section):
     rank_range: tuple[int, int] | None = Field(
         None, description="(first, last) 1-based ranks a negative may come from; None: (1, top_k)."
     )
-    sampling: Literal["top", "random"] = Field(
+    sampling: Literal["top", "random", "random_catalogue"] = Field(
         "top", description="'top': the best-ranked candidates that pass the guards; 'random': a seeded draw "
-        "among them."
+        "among them; 'random_catalogue': no search, a seeded uniform draw from every target of the task that "
+        "passes the same guards, at the same volume (the control for semantic mining; top_k, rank_range and "
+        "index are unused)."
     )
     negatives_per_positive: int = Field(1, gt=0, description="Negatives asked per positive row of a query.")
     target_positive_share: float | None = Field(
@@ -486,6 +536,27 @@ class CalibrationParams(Section):
 
 class AnalysisParams(Section):
     examples: int = Field(5, ge=0, description="Most confident errors shown per task, language and kind.")
+    typo_rate: float = Field(
+        0.1, ge=0.0, le=1.0, description="Robustness slice: dev is scored again by step 05's model(s) with typos "
+        "injected into the queries at this rate per letter (qckit.typos), F1 clean against typo'd per task and "
+        "language at the calibrated thresholds; 0 turns the slice off.")
+    typo_seed: int | None = Field(None, description="Seed of the robustness slice's typos; None: run.seed.")
+
+
+class TypoAugmentationParams(Section):
+    rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="Per letter of a copied query, the chance of one typo (keyboard-neighbour "
+        "substitution or insertion, deletion, transposition; qckit.typos); 0 turns the augmentation off.")
+    share: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of step 05's training rows (a seeded draw) that get a typo'd copy "
+        "appended (origin 'augmented', source_id the row copied; a copy the typos left unchanged is dropped); the "
+        "training tables on disk stay as they are. 0 turns the augmentation off.")
+    seed: int | None = Field(None, description="Seed of the draw and of the typos; None: run.seed.")
+
+
+class AugmentationParams(Section):
+    typos: TypoAugmentationParams = Field(
+        default_factory=TypoAugmentationParams, description="Typo'd copies of training queries (step 05).")
 
 
 class Params(Section):
@@ -499,6 +570,7 @@ class Params(Section):
     translation: TranslationParams = Field(default_factory=TranslationParams)
     negatives: NegativesParams = Field(default_factory=NegativesParams)
     training: TrainingParams = Field(default_factory=TrainingParams)
+    augmentation: AugmentationParams = Field(default_factory=AugmentationParams)
     calibration: CalibrationParams = Field(default_factory=CalibrationParams)
     analysis: AnalysisParams = Field(default_factory=AnalysisParams)
     noise: NoiseParams = Field(default_factory=NoiseParams)

@@ -12,6 +12,11 @@ decompressed first, ``PAR1`` is Parquet, a first character ``{`` or ``[`` is JSO
 when the header has tabs); the extension only decides what an unrecognisable file is reported as. A row
 without ``task`` (or with a null one) gets it from its fields: ``category_path`` is QC, ``item_title`` QI.
 
+Ids are kept as they are: integers when every id of a file is one, else strings. ``language`` may be any code
+(an unfamiliar one is a warning, ``qckit.languages``) or absent (detected from the query). A team's own files
+are read through a ``Layout`` (``qckit.layout``: ``data.columns``, ``data.positive_if``, ``data.task``), each
+row renamed and relabelled before the same checks, and errors name the file's own fields.
+
 Text must be valid Unicode: a lone surrogate escape (``"\ud800"``, what a cut emoji leaves in query logs)
 or bytes that are not UTF-8 are errors naming the line and field, never replaced silently.
 Every loader returns the pairs table of DESIGN.md (``id, task, language, query, target, label, origin,
@@ -49,6 +54,8 @@ import pyarrow.parquet as pq
 
 from qckit import BASE_COLUMNS, LANGUAGES, TASKS
 from qckit.demo import write_demo
+from qckit.languages import detect_languages, familiar_language
+from qckit.layout import OFFICIAL, Layout
 from qckit.runs import atomic_path
 
 if TYPE_CHECKING:
@@ -56,14 +63,16 @@ if TYPE_CHECKING:
 
 TARGET_FIELDS = {"QC": "category_path", "QI": "item_title"}
 OFFICIAL_FIELDS = ("id", "task", "language", "origin_query", "category_path", "item_title", "label")
-REQUIRED_FIELDS = ("id", "task", "language", "origin_query")
-_ROW_REQUIRED = ("id", "language", "origin_query")  # ``task`` may be left out: the target field tells it
+REQUIRED_FIELDS = ("id", "task", "origin_query")
+# ``task`` may be left out (the target field tells it), and ``language`` (detected from the query)
+_ROW_REQUIRED = ("id", "origin_query")
+# ``id`` and ``source_id`` are integers when every id is one, else strings (ids are kept verbatim)
 PAIRS_DTYPES: dict[str, Any] = {
     "id": "int64", "task": str, "language": str, "query": str, "target": str,
     "label": "Int8", "origin": str, "source_id": "Int64",
 }
 WARNING_KINDS = ("empty_query", "empty_target", "duplicate_rows", "conflicting_pairs", "unknown_fields",
-                 "empty_category_level")
+                 "empty_category_level", "unfamiliar_language")
 SPLITS = ("train", "dev", "test")
 MAX_ERRORS = 50
 MAX_EXAMPLES = 5
@@ -113,7 +122,11 @@ class FileReport:
     labels: dict[str, int] = field(default_factory=dict)
     has_labels: bool = False
     inferred_tasks: int = 0  # rows without ``task``, given one from their target field
+    detected_languages: int = 0  # rows without ``language``, given the identifier's guess from the query
     unknown_fields: list[str] = field(default_factory=list)
+    unfamiliar_languages: list[str] = field(default_factory=list)
+    label_sources: dict[str, dict[str, int]] = field(default_factory=dict)  # label -> the file's values, counted
+    layout: Layout = field(default=OFFICIAL, repr=False, compare=False)
     lines: np.ndarray | None = field(default=None, repr=False, compare=False)  # each row's line (read_pairs)
 
     @property
@@ -133,13 +146,24 @@ class FileReport:
             if self.inferred_tasks:
                 out.append(f"  task inferred from the fields for {_plural(self.inferred_tasks, 'row')}")
             out.append(f"  languages: {_join_counts(self.languages)}")
+            if self.detected_languages:
+                candidates = ", ".join(self.layout.detect_languages or LANGUAGES)
+                out.append(f"  language detected from the query for {_plural(self.detected_languages, 'row')} "
+                           f"(py3langid, among {candidates}; set data.detect_languages to change them)")
             out.append(f"  labels: {_join_counts(self.labels)}")
+            for label, values in self.label_sources.items():
+                shown = ", ".join(f"{_printable(v)} ({n:,})" for v, n in list(values.items())[:6])
+                more = ", ..." * (len(values) > 6)
+                rule = self.layout.positive_if.spec if self.layout.positive_if else ""
+                out.append(f"  label {label} from {self.layout.file_name('label')} ({rule}): {shown}{more}")
         for kind, n in self.warnings.items():
             if n:
                 shown = self.examples.get(kind, [])
                 more = len(shown) < n and kind != "conflicting_pairs"  # that one counts pairs, not lines
                 lines = ", ".join(map(str, shown)) + ", ..." * more
-                names = f" {', '.join(map(_printable, self.unknown_fields))}" if kind == "unknown_fields" else ""
+                names = {"unknown_fields": self.unknown_fields, "unfamiliar_language": self.unfamiliar_languages
+                         }.get(kind, [])
+                names = f" {', '.join(map(_printable, names))}" if names else ""
                 word = "line" if len(shown) == 1 else "lines"
                 what = _WARNING_TEXT.get(kind, kind.replace("_", " "))
                 out.append(f"  warning: {what}{names}: {n:,} ({word} {lines})")
@@ -157,7 +181,8 @@ def _join_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{_printable(k)} {v:,}" for k, v in counts.items())
 
 
-_WARNING_TEXT = {"empty_category_level": "category path with an empty level (a trailing, leading or double comma)"}
+_WARNING_TEXT = {"empty_category_level": "category path with an empty level (a trailing, leading or double comma)",
+                 "unfamiliar_language": "language code that is neither the kit's nor a BCP-47 / ISO 639 code"}
 
 
 def _printable(text: str, keep: str = "") -> str:
@@ -178,17 +203,20 @@ class _Raw:
     errors: list[DataError]
     unknown_fields: list[str]
     inferred: int = 0
+    detected: int = 0
 
 
-def _read_raw(path: Path) -> _Raw:
+def _read_raw(path: Path, layout: Layout = OFFICIAL) -> _Raw:
     kind, data = _sniff(path, _read_bytes(path))
-    if kind == "parquet":
+    if layout.custom:
+        raw = _read_mapped(path, kind, data, layout)
+    elif kind == "parquet":
         raw = _read_parquet(path, data)
     elif kind == "json":
         raw = _read_jsonl(path, data)
     else:
         raw = _read_csv(path, data, delimiter="\t" if kind == "tsv" else ",")
-    return _infer_tasks(path, raw)
+    return _detect_language(path, _infer_tasks(path, raw), layout)
 
 
 def _sniff(path: Path, data: bytes) -> tuple[str, bytes]:
@@ -247,6 +275,25 @@ def _infer_tasks(path: Path, raw: _Raw) -> _Raw:
     task[absent & it & ~cp] = "QI"
     frame = frame.assign(task=task)[~bad].reset_index(drop=True)
     return _Raw(frame, raw.rows, raw.errors + errors, raw.unknown_fields, int((absent & ~bad).sum()))
+
+
+def _detect_language(path: Path, raw: _Raw, layout: Layout) -> _Raw:
+    """Rows without a language (no column, or null) get the language identifier's guess from their query."""
+    frame = raw.frame
+    absent = frame["language"].isna().to_numpy(dtype=bool)
+    if not absent.any():
+        return raw
+    try:
+        guesses = detect_languages(frame["origin_query"][absent].astype(str).tolist(),
+                                   layout.detect_languages or LANGUAGES)
+    except (ImportError, ValueError) as err:
+        line = int(frame["line"].to_numpy()[absent][0])
+        raise DataError(path, line, layout.file_name("language"),
+                        f"missing from {_plural(int(absent.sum()), 'row')}, and it cannot be detected: {err}") from None
+    language = frame["language"].astype(object).copy()
+    language[absent] = guesses
+    return _Raw(frame.assign(language=language), raw.rows, raw.errors, raw.unknown_fields, raw.inferred,
+                int(absent.sum()))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -366,15 +413,21 @@ def _json_items(path: Path, data: bytes) -> Iterator[_Item]:
             yield (lineno, *_parse_line(raw))
 
 
-def _rows(path: Path, items: Iterable[_Item]) -> _Raw:
+def _rows(path: Path, items: Iterable[_Item], layout: Layout = OFFICIAL) -> _Raw:
     columns: dict[str, list] = {name: [] for name in OFFICIAL_FIELDS}
-    lines, extra, errors, unknown, rows = [], [], [], set(), 0
+    lines, extra, errors, unknown, rows, sources = [], [], [], set(), 0, []
+    label_column = layout.file_name("label")
     for lineno, obj, problems in items:
         rows += 1
+        if obj is not None and layout.custom:
+            source = obj.get(label_column)
+            obj, mapping = layout.apply(obj)
+            problems = problems + mapping
         if obj is not None:
             problems = _record_problems(obj) + problems
         if problems:
-            errors += [DataError(path, lineno, name, message) for name, message in problems]
+            errors += [DataError(path, lineno, layout.file_name(name) if name else None, message)
+                       for name, message in problems]
             continue
         for name in OFFICIAL_FIELDS:
             columns[name].append(obj.get(name))
@@ -382,12 +435,79 @@ def _rows(path: Path, items: Iterable[_Item]) -> _Raw:
         unknown |= keys
         extra.append(bool(keys))
         lines.append(lineno)
-    dtypes = {"id": "int64", "label": "Int64"}
-    frame = pd.DataFrame({name: pd.Series(values, dtype=dtypes.get(name, object))
+        if layout.positive_if is not None:
+            sources.append(source)
+    frame = pd.DataFrame({name: _id_series(values) if name == "id" else
+                          pd.Series(values, dtype="Int64" if name == "label" else object)
                           for name, values in columns.items()})
     frame["line"] = np.asarray(lines, dtype=np.int64)
     frame["extra"] = np.asarray(extra, dtype=bool)
+    if layout.positive_if is not None:
+        frame["source_label"] = pd.Series([None if v is None else str(v) for v in sources], dtype=object)
     return _Raw(frame, rows, errors, sorted(unknown))
+
+
+def _id_series(values: list) -> pd.Series:
+    """Ids as int64 when every one is an integer, else all as strings (``7`` and ``"7"`` are then one id)."""
+    if all(type(v) is int for v in values):
+        return pd.Series(values, dtype="int64")
+    return pd.Series([str(v) for v in values], dtype=object)
+
+
+# a team's own files (data.columns, data.positive_if, data.task): every row through the layout ----------
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+
+
+def _read_mapped(path: Path, kind: str, data: bytes, layout: Layout) -> _Raw:
+    """Rows of any format renamed and relabelled by ``layout``, then checked as official rows are."""
+    if kind == "json":
+        items = _array_items(path, data) if _ARRAY_START.match(data) else None
+        return _rows(path, _json_items(path, data) if items is None else items, layout)
+    if kind == "parquet":
+        table = _parquet_table(path, data, lambda names: _check_layout_columns(path, names, layout, "Parquet"))
+        try:
+            records = table.to_pylist()
+        except UnicodeDecodeError:
+            raise DataError(path, None, None, "a text column holds bytes that are not valid UTF-8") from None
+        return _rows(path, ((i, rec, _text_problems(rec)) for i, rec in enumerate(records, 1)), layout)
+    records = _csv_records(path, _decode_text(path, data), "\t" if kind == "tsv" else ",")
+    if len(records) < 2:
+        raise DataError(path, None, None, "file has a header but no rows" if records else "file is empty")
+    header = records[0][2]
+    _check_layout_columns(path, header, layout, "CSV")
+
+    def items() -> Iterator[_Item]:
+        for first, last, cells in records[1:]:
+            if len(cells) != len(header):
+                yield first, None, [(None, _width_message(len(cells), header, first, last))]
+            else:
+                yield first, _csv_object(header, cells, layout), []
+    return _rows(path, items(), layout)
+
+
+def _csv_object(header: list[str], cells: list[str], layout: Layout) -> dict:
+    """A CSV row as the JSON object it stands for: an empty cell is absent, integer ids and labels are numbers."""
+    obj = {name: cell for name, cell in zip(header, cells) if cell != ""}
+    for name in (layout.file_name("id"), layout.file_name("label")):
+        value = obj.get(name)
+        if value is not None and _INTEGER.fullmatch(value):
+            obj[name] = int(value)
+    return obj
+
+
+def _check_layout_columns(path: Path, names: Sequence[str], layout: Layout, kind: str) -> None:
+    """A header that cannot give the kit's fields through ``layout`` is one error, not one per row."""
+    where = 1 if kind == "CSV" else None
+    for column, message in layout.clashes(names) + layout.missing(names):
+        raise DataError(path, where, column, f"{kind} file has {message}")
+    mapped = {column: name for name, column in layout.columns}
+    official = [("category_path" if mapped.get(n) == "target" else
+                 {"query": "origin_query"}.get(mapped.get(n, n), mapped.get(n, n))) for n in names]
+    _check_columns(path, official, kind, hint=True)
+    if "target" in mapped.values() and layout.task is None and "task" not in official:
+        raise DataError(path, where, "task", f"{kind} file has no task column: its {layout.file_name('target')!r} "
+                        "may be a category path (QC) or an item title (QI); set data.task or map a task column "
+                        "(data.columns.task)")
 
 
 def _parse_line(raw: bytes) -> tuple[dict | None, list[tuple[str | None, str]]]:
@@ -491,11 +611,12 @@ def _check_spread_object(path: Path, data: bytes) -> None:
 def _record_problems(obj: dict) -> list[tuple[str | None, str]]:
     out: list[tuple[str | None, str]] = [(n, "missing from the row") for n in _ROW_REQUIRED if n not in obj]
     value = obj.get("id")
-    if "id" in obj and not (type(value) is int and -(2**63) <= value < 2**63):
-        out.append(("id", f"expected an integer, got {_show(value)}"))
+    if "id" in obj and not (type(value) is int and -(2**63) <= value < 2**63 or isinstance(value, str) and value):
+        out.append(("id", f"expected an integer or a non-empty string, got {_show(value)}"))
     for name in ("task", "language", "origin_query", "category_path", "item_title"):
         value = obj.get(name)
-        # a null target field counts as absent (the row/task check reports it); a null task or query does not
+        # a null target field counts as absent (the row/task check reports it), a null language too (it is
+        # detected); a null task or query does not
         if (name in REQUIRED_FIELDS and name in obj or value is not None) and not isinstance(value, str):
             out.append((name, f"expected a string, got {_show(value)}"))
     value = obj.get("label")
@@ -570,7 +691,7 @@ def _decode_text(path: Path, data: bytes) -> str:
         raise DataError(path, line, None, _utf8_message(data, err.start, f"byte 0x{data[err.start]:02x}")) from None
 
 
-def _check_columns(path: Path, columns: Sequence[str], kind: str) -> None:
+def _check_columns(path: Path, columns: Sequence[str], kind: str, hint: bool = False) -> None:
     where = 1 if kind == "CSV" else None
     repeated = sorted({c for c in columns if list(columns).count(c) > 1})
     if repeated:
@@ -582,8 +703,9 @@ def _check_columns(path: Path, columns: Sequence[str], kind: str) -> None:
     if missing:
         names, has = ", ".join(f"'{c}'" for c in missing), ", ".join(map(str, columns))
         raise DataError(path, where, missing[0],
-                        f"{kind} file lacks column(s) {names} (it has: {has}); a row needs id, language, "
-                        "origin_query and category_path (QC) or item_title (QI), and task (or it is inferred)")
+                        f"{kind} file lacks column(s) {names} (it has: {has}); a row needs id, origin_query and "
+                        "category_path (QC) or item_title (QI), and task and language (or they are inferred)"
+                        + "; data.columns maps your own column names onto these" * hint)
 
 
 def _csv_records(path: Path, text: str, delimiter: str = ",") -> list[tuple[int, int, list[str]]]:
@@ -672,15 +794,21 @@ def _read_csv(path: Path, data: bytes, delimiter: str = ",") -> _Raw:
     # CSV cannot leave a cell out: an empty task cell (or no task column) is an absent task, inferred later
     task = df["task"].mask(df["task"].eq(""), None) if "task" in df else pd.Series(None, index=df.index,
                                                                                    dtype=object)
-    id_ok = df["id"].str.fullmatch(r"[+-]?[0-9]{1,18}").to_numpy(dtype=bool)
+    # ids are integers when every cell is one, else kept as the text they are (verbatim)
+    integers = df["id"].str.fullmatch(r"[+-]?[0-9]{1,18}").to_numpy(dtype=bool)
+    id_ok = df["id"].str.strip().ne("").to_numpy(dtype=bool)
     label = df["label"] if "label" in df else pd.Series("", index=df.index, dtype=object)
     label_ok = label.isin(["0", "1", ""]).to_numpy(dtype=bool)
-    errors += _cell_errors(path, lines, ~id_ok, "id", df["id"], "expected an integer, got {!r}")
+    errors += _cell_errors(path, lines, ~id_ok, "id", df["id"], "empty id {!r}: every row needs one")
     errors += _cell_errors(path, lines, ~label_ok, "label", label, "expected 0 or 1, got {!r}")
     good = id_ok & label_ok
     df = df[good]
+    # a file without a language column: every row's language is detected; an empty cell is an empty code
+    language = (df["language"].mask(df["language"].eq(""), None) if "language" in df
+                else pd.Series(None, index=df.index, dtype=object))
     frame = pd.DataFrame({
-        "id": df["id"].astype("int64"), "task": task[good], "language": df["language"],
+        "id": df["id"].astype("int64") if integers.all() else df["id"].astype(object), "task": task[good],
+        "language": language,
         "origin_query": df["origin_query"],
         # CSV cannot leave a cell out: an empty cell of the other task's target column is "absent"
         "category_path": _csv_target(df, task[good], "category_path", "QI"),
@@ -706,7 +834,8 @@ def _cell_errors(path: Path, lines: np.ndarray, bad: np.ndarray, name: str, valu
             for line, v in zip(lines[bad], values.to_numpy()[bad])]
 
 
-def _read_parquet(path: Path, data: bytes) -> _Raw:
+def _parquet_table(path: Path, data: bytes, check: Callable[[list[str]], None] | None = None) -> pa.Table:
+    """The file's table; ``check`` sees the column names before the data is read."""
     if not data:
         raise DataError(path, None, None, "file is empty (no rows)")
     try:
@@ -716,14 +845,19 @@ def _read_parquet(path: Path, data: bytes) -> _Raw:
         raise DataError(path, None, None, "a column name is not valid UTF-8") from None
     except (pa.ArrowException, OSError, ValueError) as err:
         raise DataError(path, None, None, f"cannot read Parquet ({str(err).splitlines()[0]})") from None
-    _check_columns(path, names, "Parquet")
+    if check is not None:
+        check(names)
     try:
         table = parquet.read()
     except (pa.ArrowException, OSError, ValueError) as err:
         raise DataError(path, None, None, f"cannot read Parquet ({str(err).splitlines()[0]})") from None
     if table.num_rows == 0:
         raise DataError(path, None, None, "file has no rows")
-    table = _parquet_types(path, table)
+    return table
+
+
+def _read_parquet(path: Path, data: bytes) -> _Raw:
+    table = _parquet_types(path, _parquet_table(path, data, lambda names: _check_columns(path, names, "Parquet")))
     lines = np.arange(1, table.num_rows + 1)  # Parquet has no lines: the 1-based row number stands in
     missing = np.zeros(table.num_rows, dtype=bool)
     errors = []
@@ -731,7 +865,7 @@ def _read_parquet(path: Path, data: bytes) -> _Raw:
         null = table.column(name).is_null().to_numpy(zero_copy_only=False)
         errors += [DataError(path, int(line), name, "missing value (null)") for line in lines[null]]
         missing |= null
-    for name in ("task", "language", "origin_query", "category_path", "item_title"):
+    for name in ("id", "task", "language", "origin_query", "category_path", "item_title"):
         bad = _invalid_utf8(table, name)
         errors += [DataError(path, int(line), name, message) for line, message in zip(lines[bad[0]], bad[1])]
         missing |= bad[0]
@@ -780,8 +914,9 @@ def _parquet_types(path: Path, table: pa.Table) -> pa.Table:
                 continue  # the type check below names it
             table = table.set_column(table.column_names.index(name), name, column)
     types = {n: table.schema.field(n).type for n in OFFICIAL_FIELDS if n in table.column_names}
-    if not pa.types.is_integer(types["id"]):
-        raise DataError(path, None, "id", f"expected integers, the column has type {types['id']}")
+    text_ids = pa.types.is_string(types["id"]) or pa.types.is_large_string(types["id"])
+    if not (pa.types.is_integer(types["id"]) or text_ids):
+        raise DataError(path, None, "id", f"expected integers or strings, the column has type {types['id']}")
     for name in ("task", "language", "origin_query", "category_path", "item_title"):
         ok = name not in types or pa.types.is_string(types[name]) or pa.types.is_large_string(types[name])
         if not ok and not (name in (*TARGET_FIELDS.values(), "task") and pa.types.is_null(types[name])):
@@ -789,7 +924,7 @@ def _parquet_types(path: Path, table: pa.Table) -> pa.Table:
     label = types.get("label", pa.null())
     if not (pa.types.is_integer(label) or pa.types.is_floating(label) or pa.types.is_null(label)):
         raise DataError(path, None, "label", f"expected integers 0 or 1, the column has type {label}")
-    for name in ("id", "label") if "label" in types and not pa.types.is_null(label) else ("id",):
+    for name in ("label",) * ("label" in types and not pa.types.is_null(label)) + ("id",) * (not text_ids):
         try:
             column = table.column(name).cast(pa.int64())
         except pa.ArrowInvalid as err:  # 1.5 or NaN in a float label column, ids beyond int64
@@ -799,7 +934,7 @@ def _parquet_types(path: Path, table: pa.Table) -> pa.Table:
 
 
 # checks on parsed rows ---------------------------------------------------------------------------
-def _check_rows(path: Path, frame: pd.DataFrame, languages: Sequence[str]
+def _check_rows(path: Path, frame: pd.DataFrame, layout: Layout = OFFICIAL
                 ) -> tuple[list[DataError], np.ndarray]:
     """Errors of values and of field combinations, and the mask of rows that have one."""
     # numpy masks: a dozen pandas Series operations would cost more than parsing a small file
@@ -809,9 +944,8 @@ def _check_rows(path: Path, frame: pd.DataFrame, languages: Sequence[str]
     label = frame["label"].to_numpy(dtype="float64", na_value=np.nan)
     checks = [
         ("task", ~(qc | qi), lambda r: f"unknown task {r.task!r}; expected 'QC' or 'QI'"),
-        ("language", ~frame["language"].isin(languages).to_numpy(dtype=bool),
-         lambda r: f"unknown language code {r.language!r}; expected one of {', '.join(languages)}"
-                   + " (Vietnamese is 'vn')" * (r.language == "vi")),
+        ("language", frame["language"].str.strip().eq("").to_numpy(dtype=bool),
+         "empty language code (leave the field out, or null, to have the language detected from the query)"),
         ("item_title", qc & it & ~cp, "task 'QC' takes 'category_path', found 'item_title'"),
         ("category_path", qi & cp & ~it, "task 'QI' takes 'item_title', found 'category_path'"),
         ("item_title", qc & it & cp, "a QC row holds only 'category_path', not 'item_title'"),
@@ -825,7 +959,8 @@ def _check_rows(path: Path, frame: pd.DataFrame, languages: Sequence[str]
         if not mask.any():
             continue
         bad |= mask
-        errors += [DataError(path, int(row.line), name, message(row) if callable(message) else message)
+        field_name = layout.file_name(name)
+        errors += [DataError(path, int(row.line), field_name, message(row) if callable(message) else message)
                    for row in frame[mask].itertuples(index=False)]
     errors += _mixed_labels(path, frame) + _repeated_ids(path, frame)
     return errors, bad
@@ -865,7 +1000,7 @@ def _to_pairs(frame: pd.DataFrame) -> pd.DataFrame:
     text = {"task": frame["task"], "language": frame["language"], "query": frame["origin_query"],
             "target": target}
     return pd.DataFrame({
-        "id": frame["id"].to_numpy(dtype=np.int64),
+        "id": frame["id"].to_numpy(dtype=np.int64 if frame["id"].dtype.kind == "i" else object),
         **{name: col.astype(str).array for name, col in text.items()},
         "label": frame["label"].astype("Int8").array,
         "origin": pd.array(["original"], dtype=str).take(np.zeros(n, dtype=np.intp)),
@@ -878,19 +1013,19 @@ def empty_pairs() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=d) for c, d in PAIRS_DTYPES.items()})
 
 
-def _inspect(path: str | Path, languages: Sequence[str], full: bool
+def _inspect(path: str | Path, languages: Sequence[str], full: bool, layout: Layout = OFFICIAL
              ) -> tuple[FileReport, pd.DataFrame | None]:
     """Read and check one file; ``full`` adds the counts and warnings of a report (``read_pairs``
     skips them, and gives up building the table once there is an error)."""
     path = Path(path)
-    report = FileReport(path=str(path))
+    report = FileReport(path=str(path), layout=layout)
     try:
-        raw = _read_raw(path)
+        raw = _read_raw(path, layout)
     except DataError as err:
         report.errors = [err]
         return report, None
     frame = raw.frame
-    errors, bad = _check_rows(path, frame, languages)
+    errors, bad = _check_rows(path, frame, layout)
     errors = sorted(raw.errors + errors, key=lambda e: e.line or 0)
     report.rows, report.errors = raw.rows, errors[:MAX_ERRORS]
     report.more_errors = max(len(errors) - MAX_ERRORS, 0)
@@ -899,18 +1034,27 @@ def _inspect(path: str | Path, languages: Sequence[str], full: bool
         return report, None if errors else _to_pairs(frame)
     report.unknown_fields = raw.unknown_fields
     report.inferred_tasks = raw.inferred
+    report.detected_languages = raw.detected
     report.tasks = _counts(frame["task"])
     report.languages = _counts(frame["language"])
     report.labels = _counts(frame["label"].astype("string").fillna("missing"))
     report.has_labels = bool(frame["label"].notna().any())
+    if "source_label" in frame:
+        sources = frame.assign(_label=frame["label"].astype("string").fillna("missing"),
+                               _source=frame["source_label"].fillna("(empty)"))
+        report.label_sources = {label: _counts(group["_source"]) for label, group in sources.groupby("_label")}
     good = frame[~bad] if bad.any() else frame
     pairs = _to_pairs(good)
+    familiar = set(languages)
+    unfamiliar = [c for c in pairs["language"].unique() if c not in familiar and not familiar_language(c)]
+    report.unfamiliar_languages = sorted(unfamiliar)
     _add_warnings(report, pairs, good["line"].to_numpy(), good["extra"].to_numpy(dtype=bool))
     return report, pairs
 
 
 def _add_warnings(report: FileReport, pairs: pd.DataFrame, lines: np.ndarray, extra: np.ndarray) -> None:
     masks = {
+        "unfamiliar_language": pairs["language"].isin(report.unfamiliar_languages).to_numpy(),
         "empty_query": pairs["query"].str.strip().eq("").to_numpy(),
         "empty_target": pairs["target"].str.strip().eq("").to_numpy(),
         "duplicate_rows": find_duplicates(pairs).to_numpy(),
@@ -940,7 +1084,8 @@ def _counts(values: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in values.value_counts(sort=True).items()}
 
 
-def validate_file(path: str | Path, *, languages: Sequence[str] = LANGUAGES) -> FileReport:
+def validate_file(path: str | Path, *, languages: Sequence[str] = LANGUAGES, layout: Layout = OFFICIAL
+                  ) -> FileReport:
     """Check one data file and count what is in it; never raises for a bad file.
 
     Errors (the file cannot be used): unreadable, empty, not UTF-8, invalid JSON / CSV / Parquet, a
@@ -957,11 +1102,11 @@ def validate_file(path: str | Path, *, languages: Sequence[str] = LANGUAGES) -> 
         >>> report.ok, report.warnings["duplicate_rows"], report.examples["duplicate_rows"][:2]
         (True, 33, [246, 2809])
     """
-    return _inspect(path, languages, full=True)[0]
+    return _inspect(path, languages, full=True, layout=layout)[0]
 
 
-def read_pairs(path: str | Path, *, languages: Sequence[str] = LANGUAGES, line_numbers: bool = False
-               ) -> pd.DataFrame:
+def read_pairs(path: str | Path, *, languages: Sequence[str] = LANGUAGES, line_numbers: bool = False,
+               layout: Layout = OFFICIAL) -> pd.DataFrame:
     """Load one file into the pairs table, validated; raise ``DataError`` if it has any error.
 
     The error is the first one found, with a count and a few more in its message when there are several.
@@ -974,7 +1119,7 @@ def read_pairs(path: str | Path, *, languages: Sequence[str] = LANGUAGES, line_n
         >>> df.columns.tolist()
         ['id', 'task', 'language', 'query', 'target', 'label', 'origin', 'source_id']
     """
-    report, pairs = _inspect(path, languages, full=False)
+    report, pairs = _inspect(path, languages, full=False, layout=layout)
     if report.errors:
         first, n = report.errors[0], report.error_count
         if n == 1:
@@ -1008,6 +1153,31 @@ def read_json_objects(path: str | Path) -> list[dict]:
             raise DataError(path, line, *problems[0])
         out.append(obj)
     return out
+
+
+def read_records(path: str | Path, *, layout: Layout = OFFICIAL) -> list[dict]:
+    """The rows of a data file as the file has them, in file order, whatever the format: what ``qckit predict``
+    copies into a submission (the input's own fields, in its order). JSON: the objects as parsed; CSV/TSV:
+    ``{column: cell}`` with the cells' text, except ids, which are integers where every id of the file is one
+    (as in the pairs table); Parquet: the rows' values. Validate the file with ``read_pairs`` first.
+
+    Example:
+        >>> read_records("test.csv", layout=Layout.from_params({"query": "search_term"}))[0]
+        {'id': 1, 'search_term': 'angle bracket', 'product_title': 'Simpson Strong-Tie'}
+    """
+    path = Path(path)
+    kind, data = _sniff(path, _read_bytes(path))
+    if kind == "json":
+        return read_json_objects(path)
+    if kind == "parquet":
+        return _parquet_table(path, data).to_pylist()
+    records = _csv_records(path, _decode_text(path, data), "\t" if kind == "tsv" else ",")
+    header, rows = records[0][2], [dict(zip(records[0][2], cells)) for _, _, cells in records[1:]]
+    name = layout.file_name("id")
+    if name in header and all(_INTEGER.fullmatch(row[name]) for row in rows):
+        for row in rows:
+            row[name] = int(row[name])
+    return rows
 
 
 # table-level helpers ------------------------------------------------------------------------------
@@ -1060,11 +1230,15 @@ def _dropped(left: dict[str, dict[str, int]], key: str | None = None) -> dict[st
     return {s: total[p] - total[s] for p, s in zip(stages, stages[1:])}
 
 
-def _read_all(paths: Sequence[Path], drop_duplicates: bool, languages: Sequence[str]) -> pd.DataFrame:
+def _read_all(paths: Sequence[Path], drop_duplicates: bool, languages: Sequence[str], layout: Layout = OFFICIAL
+              ) -> pd.DataFrame:
     """Every file concatenated with a ``_file`` column; ids checked across files."""
-    frames = [read_pairs(p, languages=languages, line_numbers=True).assign(_file=str(p)) for p in paths]
+    frames = [read_pairs(p, languages=languages, line_numbers=True, layout=layout).assign(_file=str(p))
+              for p in paths]
     if not frames:
         return empty_pairs().assign(_file=pd.Series(dtype=str))
+    if any(f["id"].dtype.kind != "i" for f in frames):  # one file's string ids make every id a string
+        frames = [f.assign(id=f["id"].astype(str).astype(object)) for f in frames]
     df = pd.concat(frames, ignore_index=True)
     shared = df[df["id"].duplicated(keep=False)]
     if len(shared):
@@ -1073,7 +1247,7 @@ def _read_all(paths: Sequence[Path], drop_duplicates: bool, languages: Sequence[
         if len(clash) or not drop_duplicates:
             rows = (clash if len(clash) else shared).head(2)
             what = "different rows" if len(clash) else "the same row (drop_duplicates=False keeps both)"
-            ident, (a, b), (line_a, line_b) = int(rows["id"].iloc[0]), rows["_file"].tolist(), rows["line"].tolist()
+            ident, (a, b), (line_a, line_b) = rows["id"].iloc[0], rows["_file"].tolist(), rows["line"].tolist()
             raise DataError(b, line_b, "id", f"id {ident} is used for {what} in {a}:{line_a} and {b}:{line_b}; ids "
                             f"must be unique across files ({shared['id'].nunique():,} ids are shared)")
     return df.drop(columns="line")
@@ -1081,7 +1255,7 @@ def _read_all(paths: Sequence[Path], drop_duplicates: bool, languages: Sequence[
 
 def load_pairs(paths: str | Path | Iterable[str | Path], *, drop_empty: bool = True,
                drop_duplicates: bool = True, conflicts: str = "keep",
-               languages: Sequence[str] = LANGUAGES) -> tuple[pd.DataFrame, dict]:
+               languages: Sequence[str] = LANGUAGES, layout: Layout = OFFICIAL) -> tuple[pd.DataFrame, dict]:
     """Read many files into one pairs table; drop empty rows, duplicates and conflicting pairs.
 
     Args:
@@ -1104,7 +1278,7 @@ def load_pairs(paths: str | Path | Iterable[str | Path], *, drop_empty: bool = T
     if conflicts not in ("keep", "drop"):
         raise ValueError(f"conflicts must be 'keep' or 'drop', got {conflicts!r}")
     paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-    df = _read_all(paths, drop_duplicates, languages)
+    df = _read_all(paths, drop_duplicates, languages, layout)
     filters = [("empty", _empty_rows if drop_empty else None),
                ("duplicates", find_duplicates if drop_duplicates else None),
                ("conflicts", _conflict_rows if conflicts == "drop" else None)]
@@ -1117,6 +1291,39 @@ def load_pairs(paths: str | Path | Iterable[str | Path], *, drop_empty: bool = T
 
     info = {"files": {str(p): counts(str(p)) for p in paths}, "total": counts(None)}
     return df.drop(columns="_file"), info
+
+
+# ids of created rows -------------------------------------------------------------------------------
+def first_new_id(tables: Sequence[pd.DataFrame], kind: str = "new") -> int | str:
+    """Where the ids of rows a step creates start: one above every id when all ids are integers; else a
+    prefix ``<kind>-`` (``<kind>2-``, ...) that no id starts with, so ``new_ids`` never repeats an input id.
+
+    Example:
+        >>> first_new_id([pd.DataFrame({"id": [3, 9]})]), first_new_id([pd.DataFrame({"id": ["a7"]})], "tr")
+        (10, 'tr-')
+    """
+    columns = [t["id"] for t in tables if len(t)]
+    if all(c.dtype.kind in "iu" for c in columns):
+        return max((int(c.max()) for c in columns), default=0) + 1
+    used = [str(v) for c in columns for v in c.tolist()]
+    n = 1
+    while True:
+        prefix = f"{kind}{n if n > 1 else ''}-"
+        if not any(v.startswith(prefix) for v in used):
+            return prefix
+        n += 1
+
+
+def new_ids(first: int | str, n: int) -> np.ndarray:
+    """``n`` ids from ``first_new_id``'s answer: ``first, first + 1, ...`` or ``"<prefix>1", "<prefix>2", ...``."""
+    if isinstance(first, str):
+        return np.asarray([f"{first}{k}" for k in range(1, n + 1)], dtype=object)
+    return np.arange(first, first + n, dtype=np.int64)
+
+
+def id_dtypes(ids: pd.Series) -> dict[str, Any]:
+    """The dtypes of ``id`` and ``source_id`` for a table whose ids are ``ids`` (integers or strings)."""
+    return {"id": "int64", "source_id": "Int64"} if ids.dtype.kind in "iu" else {"id": object, "source_id": object}
 
 
 # writing ------------------------------------------------------------------------------------------
@@ -1138,8 +1345,8 @@ def write_official(df: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
             for ident, task, language, query, target, label in columns:
-                row = {"id": int(ident), "task": task, "language": language, "origin_query": query,
-                       TARGET_FIELDS[task]: target}
+                row = {"id": ident if isinstance(ident, str) else int(ident), "task": task, "language": language,
+                       "origin_query": query, TARGET_FIELDS[task]: target}
                 if label is not pd.NA:
                     row["label"] = int(label)
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -1259,6 +1466,7 @@ def load_splits(params: Params, raw_dir: str | Path) -> tuple[dict[str, pd.DataF
     data, seed = params.data, params.run.seed
     files = _split_files(params, Path(raw_dir))
     languages = tuple(dict.fromkeys([*LANGUAGES, *(data.train_languages or [])]))
+    layout = data.layout() if data.source == "files" else OFFICIAL
     splits, counts = {}, {"source": data.source}
     for split, paths in files.items():
         cleaned = split != "test"
@@ -1271,9 +1479,11 @@ def load_splits(params: Params, raw_dir: str | Path) -> tuple[dict[str, pd.DataF
             ("conflicts", _conflict_rows if cleaned and data.conflicts == "drop" else None),
             ("max_rows", (lambda d: _over_cap(d, data.max_rows, seed)) if data.max_rows else None),
         ]
-        df = _read_all(paths, drop_duplicates=cleaned and data.drop_duplicates, languages=languages)
+        df = _read_all(paths, drop_duplicates=cleaned and data.drop_duplicates, languages=languages, layout=layout)
         df, left = _apply_filters(df, filters, by="task")
         splits[split] = df.drop(columns="_file")[list(BASE_COLUMNS)]
         counts[split] = {"files": [str(p) for p in paths], "rows": left, "dropped": _dropped(left),
                          "kept": len(df)}
+    if any(df["id"].dtype.kind != "i" for df in splits.values() if len(df)):  # string ids: strings everywhere
+        splits = {name: df.assign(id=df["id"].astype(str).astype(object)) for name, df in splits.items()}
     return splits, counts

@@ -18,7 +18,10 @@ product over L2-normalised vectors (cosine), exact (``IndexFlatIP``) below ``ind
 and IVF above it (or as asked), on a GPU when faiss has one, in query batches so memory stays bounded.
 Sampling is deterministic: ``top`` takes the best-ranked allowed candidates, ``random`` draws from the
 allowed ones in the rank range with a seeded hash of (query, candidate), so results do not depend on the
-batch size or on the order of the rows.
+batch size or on the order of the rows. ``random_catalogue`` is the semantic samplers' control: it searches
+nothing and draws each query's negatives uniformly from the whole catalogue (the same candidates), seeded per
+(language, query), at the same volume (per-query counts and balance cap) and through the same guards; its
+rows have a ``similarity`` but no ``rank``.
 
 Example:
     >>> from qckit.negatives import mine_hard_negatives, leak_check
@@ -43,13 +46,14 @@ import numpy as np
 import pandas as pd
 
 from qckit import BASE_COLUMNS, TASKS
-from qckit.data import parse_category_path
+from qckit.data import first_new_id, id_dtypes, new_ids, parse_category_path
 from qckit.embed import embed_texts, text_digests
 from qckit.features import normalise_queries, normalise_query
 from qckit.progress import progress
 
 ORIGIN = "mined_negative"
 SKIP_REASONS = ("labelled_positive", "hierarchy", "labelled_negative", "above_cap", "within_margin")
+SAMPLINGS = ("top", "random", "random_catalogue")
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
 GPU_MAX_K = 2048  # faiss on a GPU returns at most this many neighbours per query
 _GPU_RESOURCES: list[Any] = []
@@ -63,14 +67,17 @@ class MiningResult:
 
     Attributes:
         rows: the created rows: base columns (``label`` 0, ``origin`` ``mined_negative``, ``source_id`` the
-            query's first positive row) plus ``similarity`` (cosine) and ``rank`` (1 = nearest candidate).
+            query's first positive row) plus ``similarity`` (cosine) and ``rank`` (1 = nearest candidate;
+            missing for ``random_catalogue`` draws, which are not ranked).
         similarity: cosine of query and target of every input row of a mined task (NaN elsewhere),
             indexed like the input.
-        skipped: candidates in the rank range skipped per task and reason (``SKIP_REASONS``).
+        skipped: candidates in the rank range skipped per task and reason (``SKIP_REASONS``); for
+            ``random_catalogue``, the drawn candidates skipped before the query had its negatives.
         report: per task and language: ``queries`` mined for, ``short`` (queries that got fewer negatives
             than asked), ``mined``, ``dropped_for_balance`` (mined but left out to keep
             ``target_positive_share``), ``added``.
-        index: the faiss index kind used per task; ``timings``: seconds per stage.
+        index: the faiss index kind used per task (``none`` for ``random_catalogue``); ``timings``: seconds
+            per stage; ``sampling``: the sampler that ran.
     """
 
     rows: pd.DataFrame
@@ -79,6 +86,7 @@ class MiningResult:
     report: pd.DataFrame
     index: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    sampling: str = "top"
 
 
 # ------------------------------------------------------------------ public API
@@ -109,7 +117,7 @@ def mine_hard_negatives(
     tasks: Sequence[str] | None = None,
     top_k: int = 20,
     rank_range: tuple[int, int] | None = None,
-    sampling: Literal["top", "random"] = "top",
+    sampling: Literal["top", "random", "random_catalogue"] = "top",
     negatives_per_positive: int = 1,
     target_positive_share: float | None = None,
     max_similarity: float | None = None,
@@ -121,7 +129,7 @@ def mine_hard_negatives(
     index_threshold: int = 200_000,
     score_rows: bool = True,
     seed: int = 0,
-    start_id: int | None = None,
+    start_id: int | str | None = None,
 ) -> MiningResult:
     """Mine close-but-wrong candidates as negatives for every query with a labelled positive.
 
@@ -132,9 +140,12 @@ def mine_hard_negatives(
             returning L2-normalised rows (``kind`` is ``"query"`` or ``"passage"``).
         known: other labelled tables (dev): their labels feed the guards, their rows are not mined.
         tasks: tasks to mine; None: every task in ``pairs``.
-        top_k: neighbours retrieved per query (positives included).
-        rank_range: ``(first, last)`` 1-based ranks a negative may come from; None: ``(1, top_k)``.
-        sampling: ``"top"``: the best-ranked allowed candidates; ``"random"``: a seeded draw among them.
+        top_k: neighbours retrieved per query (positives included); unused by ``random_catalogue``.
+        rank_range: ``(first, last)`` 1-based ranks a negative may come from; None: ``(1, top_k)``; unused by
+            ``random_catalogue``.
+        sampling: ``"top"``: the best-ranked allowed candidates; ``"random"``: a seeded draw among them;
+            ``"random_catalogue"``: a seeded uniform draw from every candidate of the task, no search (the
+            control for the semantic samplers: same volume, same guards).
         negatives_per_positive: negatives asked per positive row of a (language, query).
         target_positive_share: cap the negatives added per task and language so that the positive share
             does not fall below this (None: no cap).
@@ -147,11 +158,12 @@ def mine_hard_negatives(
         index: ``"auto"``, ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"``.
         index_threshold: ``"auto"`` uses IVF from this many candidates on.
         score_rows: also compute ``similarity`` for every input row (embeds queries without positives too).
-        seed: seed of ``random`` sampling and of the balance cap's choice.
+        seed: seed of ``random`` and ``random_catalogue`` sampling and of the balance cap's choice.
         start_id: first id of the created rows; None: one above the largest id in ``pairs`` and ``known``.
 
     Returns:
-        A ``MiningResult``; its ``rows`` are sorted by task, language, query and rank, ids consecutive.
+        A ``MiningResult``; its ``rows`` are sorted by task, language, query and rank (draw order for
+        ``random_catalogue``), ids consecutive.
     """
     _check_arguments(top_k, rank_range, sampling, negatives_per_positive, target_positive_share, index,
                      batch_size)
@@ -185,7 +197,7 @@ def mine_hard_negatives(
     report = pd.concat(reports, ignore_index=True) if reports else pd.DataFrame(columns=_REPORT_COLUMNS)
     skipped_frame = pd.DataFrame(skipped, columns=["task", "reason", "candidates"])
     timings = {k: round(v, 3) for k, v in timings.items()}
-    return MiningResult(rows, similarity, skipped_frame, report, kinds, timings)
+    return MiningResult(rows, similarity, skipped_frame, report, kinds, timings, sampling)
 
 
 def leak_check(mined: pd.DataFrame, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
@@ -286,7 +298,7 @@ def combine(train: pd.DataFrame, result: MiningResult) -> pd.DataFrame:
     if not len(result.rows):
         return base.reset_index(drop=True)
     out = pd.concat([base, result.rows], ignore_index=True)
-    return out.astype({"id": "int64", "label": "Int8", "source_id": "Int64", "rank": "Int64"})
+    return out.astype({**id_dtypes(train["id"]), "label": "Int8", "rank": "Int64"})
 
 
 def mining_metrics(result: MiningResult, before: pd.DataFrame, after: pd.DataFrame, leaks: dict[str, int], *,
@@ -299,6 +311,7 @@ def mining_metrics(result: MiningResult, before: pd.DataFrame, after: pd.DataFra
     after_share = _positive_share(after[after["label"].notna()])
     metrics = {
         "enabled": True,
+        "sampling": result.sampling,
         "embedder": model,
         "source_table": source_table,
         "rows": {"before": len(before), "mined": len(result.rows), "after": len(after)},
@@ -314,7 +327,8 @@ def mining_metrics(result: MiningResult, before: pd.DataFrame, after: pd.DataFra
         "timings": {**result.timings, "total_s": round(seconds, 3)},
         "similarity": similarity_summary(after),
     }
-    metrics["headline"] = {
+    metrics["headline"] = {  # the step's time is on the index page (run status), so it is left out here
+        "sampling": result.sampling,
         "mined_negatives": len(result.rows),
         "queries_mined": int(result.report["queries"].sum()) if len(result.report) else 0,
         "skipped_labelled_positive": metrics["skipped_total"]["labelled_positive"],
@@ -322,7 +336,6 @@ def mining_metrics(result: MiningResult, before: pd.DataFrame, after: pd.DataFra
         "skipped_margin_or_cap": sum(metrics["skipped_total"][r] for r in ("within_margin", "above_cap")),
         "leaked_negatives": leaks["total"],
         "positive_share_after": None if after_share is None else round(after_share, 4),
-        "seconds": round(seconds, 1),
     }
     return metrics
 
@@ -412,8 +425,8 @@ def _check_arguments(top_k: int, rank_range: tuple[int, int] | None, sampling: s
         if not 1 <= first <= last <= top_k:
             raise ValueError(f"rank_range must satisfy 1 <= first <= last <= top_k ({top_k}), "
                              f"got {rank_range}")
-    if sampling not in ("top", "random"):
-        raise ValueError(f"sampling must be 'top' or 'random', got {sampling!r}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     if per_positive < 1:
         raise ValueError(f"negatives_per_positive must be at least 1, got {per_positive}")
     if share is not None and not 0 < share < 1:
@@ -439,15 +452,16 @@ def _gpu_count(faiss: Any) -> int:
         return 0
 
 
-def next_id(tables: Sequence[pd.DataFrame]) -> int:
-    """One above every id in the tables: where the ids of created rows start."""
-    ids = [int(t["id"].max()) for t in tables if len(t) and t["id"].notna().any()]
-    return max(ids, default=0) + 1
+def next_id(tables: Sequence[pd.DataFrame]) -> int | str:
+    """Where the ids of created rows start: one above every integer id, or a prefix no string id has
+    (``qckit.data.first_new_id``)."""
+    return first_new_id(tables, "negative")
 
 
 def _mine_task(task: str, rows: pd.DataFrame, others: pd.DataFrame, extra: list[str], embed: Embedder,
                cfg: _Settings, score_rows: bool):
-    """Mine one task. Returns (mined rows without ids, row similarities, skip counts, index kind, timings)."""
+    """Mine one task. Returns (mined rows without ids, units with ``short``, row similarities, skip counts,
+    index kind, timings)."""
     timings = {}
     units = _units(rows)
     cand_texts = list(dict.fromkeys([*rows["target"], *extra]))
@@ -464,12 +478,28 @@ def _mine_task(task: str, rows: pd.DataFrame, others: pd.DataFrame, extra: list[
     units["min_positive"] = least.to_numpy()  # same keys and order as _units
     units["q"] = units["query"].map(q_pos).to_numpy()
     guards = _Guards(task, rows, others, cand_texts, units, cfg.skip_hierarchy)
-    tick = time.perf_counter()
-    k = min(cfg.top_k, len(cand_texts))
-    index, kind = build_index(cand_vecs, kind=cfg.index, threshold=cfg.index_threshold, k=k, seed=cfg.seed)
-    timings["index_s"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    picked, counts = [], np.zeros(len(SKIP_REASONS) + 1, dtype=np.int64)
+    counts = np.zeros(len(SKIP_REASONS) + 1, dtype=np.int64)
+    if cfg.sampling == "random_catalogue":
+        timings["index_s"], kind = 0.0, "none"
+        tick = time.perf_counter()
+        picked, short = _draw_from_catalogue(task, units, cand_texts, query_vecs, cand_vecs, guards, cfg, counts)
+    else:
+        tick = time.perf_counter()
+        k = min(cfg.top_k, len(cand_texts))
+        index, kind = build_index(cand_vecs, kind=cfg.index, threshold=cfg.index_threshold, k=k, seed=cfg.seed)
+        timings["index_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        picked, short = _search_neighbours(task, units, cand_texts, query_vecs, index, k, guards, cfg, counts)
+    timings["search_s"] = time.perf_counter() - tick
+    mined = _as_rows(task, units, cand_texts, picked)
+    return mined, units.assign(short=short), sims, counts[1:], kind, timings
+
+
+def _search_neighbours(task: str, units: pd.DataFrame, cand_texts: list[str], query_vecs: np.ndarray, index: Any,
+                       k: int, guards: _Guards, cfg: _Settings,
+                       counts: np.ndarray) -> tuple[list[pd.DataFrame], np.ndarray]:
+    """The semantic samplers: each query's ``k`` nearest candidates, guarded, sampled (``_pick``)."""
+    picked = []
     hashes = (_text_hash(units["query"]), _text_hash(cand_texts))
     short = np.zeros(len(units), dtype=bool)
     bar = progress(total=len(units), desc=f"mining {task}", unit="query")
@@ -480,9 +510,97 @@ def _mine_task(task: str, rows: pd.DataFrame, others: pd.DataFrame, extra: list[
         picked.append(found)
         bar.update(len(batch))
     bar.close()
-    timings["search_s"] = time.perf_counter() - tick
-    mined = _as_rows(task, units, cand_texts, picked)
-    return mined, units.assign(short=short), sims, counts[1:], kind, timings
+    return picked, short
+
+
+def _draw_from_catalogue(task: str, units: pd.DataFrame, cand_texts: list[str], query_vecs: np.ndarray,
+                         cand_vecs: np.ndarray, guards: _Guards, cfg: _Settings,
+                         counts: np.ndarray) -> tuple[list[pd.DataFrame], np.ndarray]:
+    """``random_catalogue``: per query, candidates drawn uniformly without replacement from every candidate,
+    kept in draw order as the guards allow, until the query has its negatives.
+
+    Each query first draws a few times what it needs; one still short then goes through the whole catalogue
+    in a random order (a few such queries at a time, so memory stays bounded), so it ends short only when
+    the guards leave too few candidates in all. A query's draw depends on the seed, its language and text,
+    and the set of candidates, not on the order of the rows or the batch size.
+    """
+    n = len(cand_texts)
+    catalogue = np.argsort(np.asarray(cand_texts, dtype=object), kind="stable")  # sorted: order-free draws
+    unit_hash = _text_hash(units["language"].astype(str) + "\x1f" + units["query"].astype(str))
+    want = units["n_positive"].to_numpy() * cfg.per_positive
+    picked = []
+    short = np.zeros(len(units), dtype=bool)
+    retry_rows = max(1, 2**22 // max(n, 1))  # queries drawing the whole catalogue at a time
+    bar = progress(total=len(units), desc=f"drawing {task}", unit="query")
+    for start in range(0, len(units), cfg.batch_size):
+        rows = np.arange(start, min(start + cfg.batch_size, len(units)))
+        sizes = np.minimum(n, 4 * want[rows] + 16)
+        ids = _catalogue_draws(unit_hash[rows], sizes, catalogue, cfg.seed)
+        allowed, code, sims = _allowed(rows, ids, units, query_vecs, cand_vecs, guards, cfg)
+        retry = (allowed.sum(axis=1) < want[rows]) & (sizes < n)
+        done = rows[~retry]
+        found, short[done] = _take_in_draw_order(done, ids[~retry], allowed[~retry], code[~retry], sims[~retry],
+                                                 want[done], counts)
+        picked.append(found)
+        for first in range(0, int(retry.sum()), retry_rows):
+            part = rows[retry][first:first + retry_rows]
+            ids = _catalogue_draws(unit_hash[part], np.full(len(part), n), catalogue, cfg.seed)
+            allowed, code, sims = _allowed(part, ids, units, query_vecs, cand_vecs, guards, cfg)
+            found, short[part] = _take_in_draw_order(part, ids, allowed, code, sims, want[part], counts)
+            picked.append(found)
+        bar.update(len(rows))
+    bar.close()
+    return picked, short
+
+
+def _catalogue_draws(unit_hash: np.ndarray, sizes: np.ndarray, catalogue: np.ndarray, seed: int) -> np.ndarray:
+    """Per unit, ``size`` distinct candidate ids drawn uniformly (padded with -1), seeded by (seed, unit)."""
+    out = np.full((len(sizes), int(sizes.max(initial=0))), -1, dtype=np.int64)
+    for i, (h, size) in enumerate(zip(unit_hash.tolist(), sizes.tolist())):
+        rng = np.random.default_rng([seed % 2**64, h])
+        out[i, :size] = catalogue[rng.choice(len(catalogue), size=size, replace=False)]
+    return out
+
+
+def _allowed(rows: np.ndarray, ids: np.ndarray, units: pd.DataFrame, query_vecs: np.ndarray, cand_vecs: np.ndarray,
+             guards: _Guards, cfg: _Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(allowed mask, guard codes, cosine) of drawn candidates; ids -1 (padding) are never allowed."""
+    safe = np.where(ids >= 0, ids, 0)
+    sims = _pair_cosine(query_vecs[units["q"].to_numpy()[rows]], safe, cand_vecs)
+    code = guards.reasons(rows, ids, sims, units["min_positive"].to_numpy()[rows], cfg)
+    return (ids >= 0) & (code == 0), code, sims
+
+
+def _pair_cosine(queries: np.ndarray, ids: np.ndarray, cand_vecs: np.ndarray, *, budget: int = 2**24) -> np.ndarray:
+    """Cosine of each query row with its candidates ``ids`` (rows, width), gathering at most ``budget`` floats
+    at a time; a row wider than that is scored against the whole catalogue instead of gathered."""
+    out = np.zeros(ids.shape, dtype=np.float32)
+    width, dim = ids.shape[1], cand_vecs.shape[1]
+    if not ids.size:
+        return out
+    if width * dim > budget:
+        for i in range(len(ids)):
+            out[i] = (cand_vecs @ queries[i])[ids[i]]
+        return out
+    step = max(1, budget // (width * dim))
+    for start in range(0, len(ids), step):
+        chunk = slice(start, start + step)
+        out[chunk] = np.einsum("ij,ikj->ik", queries[chunk], cand_vecs[ids[chunk]])
+    return out
+
+
+def _take_in_draw_order(rows: np.ndarray, ids: np.ndarray, allowed: np.ndarray, code: np.ndarray, sims: np.ndarray,
+                        want: np.ndarray, counts: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """The first ``want`` allowed draws of each unit and whether it is short; counts the skips met before the
+    unit's quota was filled (what a one-at-a-time draw would have met)."""
+    taken = np.cumsum(allowed, axis=1)
+    examined = (ids >= 0) & (taken - allowed < want[:, None])
+    counts += np.bincount(code[examined], minlength=len(counts))
+    keep = allowed & (taken <= want[:, None])
+    r, c = np.nonzero(keep)
+    found = pd.DataFrame({"unit": rows[r], "cand": ids[r, c], "similarity": sims[r, c].astype("float64"),
+                          "rank": pd.array([pd.NA] * len(r), dtype="Int64"), "slot": taken[r, c] - 1})
+    return found, keep.sum(axis=1) < want
 
 
 def _units(rows: pd.DataFrame) -> pd.DataFrame:
@@ -669,20 +787,21 @@ def _balance(task: str, mined: pd.DataFrame, units: pd.DataFrame, rows: pd.DataF
     return mined[keep].drop(columns="slot").reset_index(drop=True), report
 
 
-def _finish_rows(found: list[pd.DataFrame], first_id: int) -> pd.DataFrame:
+def _finish_rows(found: list[pd.DataFrame], first_id: int | str) -> pd.DataFrame:
     columns = [*BASE_COLUMNS, "similarity", "rank"]
     frames = [f for f in found if len(f)]
     if not frames:
         empty = pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-        return empty.astype(_ROW_DTYPES)
+        return empty.astype({**_ROW_DTYPES, **id_dtypes(pd.Series(dtype=object if isinstance(first_id, str)
+                                                                  else "int64"))})
     rows = pd.concat(frames, ignore_index=True)
     task_order = {t: i for i, t in enumerate(TASKS)}
     rows = rows.sort_values(["task", "language", "query", "rank"], key=lambda s: s.map(task_order)
                             if s.name == "task" else s, kind="stable").reset_index(drop=True)
-    rows["id"] = np.arange(first_id, first_id + len(rows), dtype=np.int64)
+    rows["id"] = new_ids(first_id, len(rows))
     rows["label"] = 0
     rows["origin"] = ORIGIN
-    return rows[columns].astype(_ROW_DTYPES)
+    return rows[columns].astype({**_ROW_DTYPES, **id_dtypes(rows["id"])})
 
 
 def _positive_share(labelled: pd.DataFrame) -> float | None:

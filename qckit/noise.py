@@ -12,7 +12,15 @@ compares it with the label; an action decides what the cleaned table does with f
 - **flag rules**: ``threshold`` (the label's opposite is predicted with p >= threshold: the paper's
   confident disagreement), ``confident_learning`` (cleanlab's ``find_label_issues``), ``both`` (rows
   both rules flag: the default, the best F1 on the ``noise_detection`` benchmark);
-- **actions**: ``remove`` (the paper), ``relabel`` (flip the label), ``review`` (flag only).
+- **actions**: ``remove`` (the paper), ``relabel`` (flip the label), ``review`` (flag only), or
+  ``relabel_vote``: flip only the rows that at least ``k`` of several detectors flag, removing none. The
+  detectors are the configured one re-seeded (``seed``, ``seed + 1``, ...): cross-validation draws other
+  folds for each, so each row is scored by models fitted on other neighbours (``vote_scores``).
+
+A person checks the flags with a review sheet: ``review_sample`` draws, per confidence level, a seeded
+random sample of the flagged rows at or above it, and ``precision_by_level`` turns the verdicts (or the
+known flips of injected noise) into the precision of the flags per level with a Wilson interval; the
+sheet itself is written and read by ``qckit.review``.
 
 Rows created by steps 02/03 (``origin`` translated / mined_negative) are scored but keep their labels
 unless ``noise.flag_created`` is on: a mined negative was chosen *because* the embedder finds it close to
@@ -297,6 +305,38 @@ def noise_seed(params: Params) -> int:
     return params.run.seed if params.noise.seed is None else params.noise.seed
 
 
+def vote_k(noise: NoiseParams) -> int:
+    """Detectors that must flag a row for ``relabel_vote`` to flip it: ``noise.vote_k``, else a majority."""
+    return noise.vote_k if noise.vote_k is not None else noise.votes // 2 + 1
+
+
+def vote_scores(pairs: pd.DataFrame, params: Params, *, first: np.ndarray | None = None,
+                features: dict[str, np.ndarray] | None = None, output_dir: str | Path | None = None
+                ) -> list[np.ndarray]:
+    """p(yes) of every labelled row from each of ``noise.votes`` detectors: ``score_pairs`` with the seed
+    ``noise_seed``, ``noise_seed + 1``, ... (new folds for cross_validation, new fits for ``finetuned``).
+
+    Args:
+        pairs, params, features: as for ``score_pairs`` (the embedding features are shared by every detector).
+        first: detector 0's p(yes) when already computed (the step's own scores); None: computed here.
+        output_dir: the finetuned detector writes detector ``i``'s models under ``output_dir/vote-<i>``.
+
+    Example:
+        >>> p_by_detector = vote_scores(pairs, params)
+        >>> votes = sum(flag_rows(pairs, p, params.noise)["flagged"] for p in p_by_detector)
+    """
+    base = noise_seed(params)
+    out = []
+    for i in range(params.noise.votes):
+        if i == 0 and first is not None:
+            out.append(np.asarray(first, dtype=np.float64))
+            continue
+        seeded = params.model_copy(update={"noise": params.noise.model_copy(update={"seed": base + i})})
+        out.append(score_pairs(pairs, seeded, features=features,
+                               output_dir=None if output_dir is None else Path(output_dir) / f"vote-{i}"))
+    return out
+
+
 # ------------------------------------------------------------------------------------------ flag rules
 def disagreement(labels: Iterable, p_yes: Iterable) -> np.ndarray:
     """The predicted probability of the class opposite to the label: how confidently the model disagrees."""
@@ -460,6 +500,120 @@ def compare_methods(labels: Iterable, p_by_scores: dict[str, np.ndarray], truth:
         rows.append({"method": "random flags (as many as the most)", "scores": "-", "rule": "random",
                      **random_flags_expected(n, truth), "seconds": 0.0})
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------ review
+REVIEW_LEVELS = (0.7, 0.8, 0.9)
+
+
+def check_levels(levels: Iterable[float]) -> tuple[float, ...]:
+    """Confidence levels, ascending, each within (0, 1), at least one and no repeats; else a ValueError."""
+    out = tuple(float(v) for v in levels)
+    if not out:
+        raise ValueError("give at least one confidence level")
+    bad = [v for v in out if not 0.0 < v < 1.0]
+    if bad:
+        raise ValueError(f"each level must be within (0, 1), got {bad[0]:g}")
+    if len(set(out)) != len(out):
+        raise ValueError("a level is given twice")
+    return tuple(sorted(out))
+
+
+def review_sample(confidence: Iterable[float], *, levels: Iterable[float] = REVIEW_LEVELS, per_level: int = 50,
+                  seed: int = 0) -> pd.DataFrame:
+    """Which flagged rows a person reviews: per confidence level, a seeded random sample of the rows at or
+    above it.
+
+    The rows are put in one seeded random order; level ``L`` takes the first ``per_level`` rows in that order
+    whose confidence is at least ``L`` (all of them when fewer). So each level's rows are a simple random
+    sample of the flagged rows at or above it, and the share of wrong labels among them estimates that
+    level's precision without bias. The levels nest: a row drawn for 0.7 whose confidence is 0.93 is also
+    among the rows drawn for 0.8 and 0.9, and is reviewed once for all three. Any first part of the order is
+    again such a sample: a person who reviews from the top and stops anywhere leaves every level unbiased.
+
+    Args:
+        confidence: p(opposite of the label) of each flagged row (``disagreement``).
+        levels: the confidence levels (the paper inspects 0.7, 0.8 and 0.9).
+        per_level: rows drawn per level (the paper: 50).
+        seed: seed of the order.
+
+    Returns:
+        One row per drawn row, in the random order: ``position`` (its index in ``confidence``) and
+        ``levels`` (the levels it was drawn for, ascending).
+
+    Example:
+        >>> review_sample([0.95, 0.72, 0.85, 0.99], levels=[0.7, 0.9], per_level=2, seed=0)
+           position      levels
+        0         2       [0.7]
+        1         0  [0.7, 0.9]
+        2         3       [0.9]
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    levels = check_levels(levels)
+    if per_level < 1:
+        raise ValueError(f"per_level must be at least 1, got {per_level}")
+    order = np.random.default_rng(seed).permutation(len(conf))
+    drawn: dict[int, list[float]] = {}
+    for level in levels:
+        for pos in order[conf[order] >= level][:per_level]:
+            drawn.setdefault(int(pos), []).append(level)
+    positions = [int(p) for p in order if int(p) in drawn]
+    return pd.DataFrame({"position": pd.array(positions, dtype="int64"), "levels": [drawn[p] for p in positions]})
+
+
+def wilson_interval(successes: int, n: int, *, ci: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (scipy's ``binomtest``); NaNs when ``n`` is 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    interval = binomtest(int(successes), int(n)).proportion_ci(confidence_level=ci, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def precision_by_level(sample: pd.DataFrame, *, levels: Iterable[float] | None = None,
+                       confidence: Iterable[float] | None = None, ci: float = 0.95) -> pd.DataFrame:
+    """Precision of the flags per confidence level: the share of reviewed rows drawn for a level whose label
+    is wrong, with a Wilson interval (which treats the level's rows as unlimited: when the sample is most of
+    them, the true uncertainty is smaller than shown).
+
+    Args:
+        sample: ``review_sample``'s rows with ``wrong`` added: True (the given label is wrong), False (it is
+            right) or missing (not reviewed, or the person could not tell). ``wrong`` may equally be the
+            known flips of injected noise, to measure a detector the same way.
+        levels: the levels to report; None: every level in ``sample.levels``.
+        confidence: the confidence of every flagged row; adds ``flagged`` (rows at or above each level) and
+            ``estimated_wrong`` (flagged times precision).
+        ci: level of the interval.
+
+    Returns:
+        One row per level: ``level, sampled, reviewed, wrong, precision, low, high`` (NaN where nothing was
+        reviewed) and, with ``confidence``, ``flagged, estimated_wrong``.
+
+    Example:
+        >>> sample = review_sample(conf, per_level=50, seed=0)
+        >>> sample["wrong"] = flipped[flagged_rows][sample.position]
+        >>> precision_by_level(sample, confidence=conf)
+    """
+    wrong = pd.Series(sample["wrong"] if len(sample) else [], dtype="boolean").to_numpy(dtype=np.float64,
+                                                                                     na_value=np.nan)
+    row_levels = [tuple(float(v) for v in lv) for lv in sample["levels"]] if len(sample) else []
+    levels = check_levels(levels) if levels is not None else tuple(sorted({v for lv in row_levels for v in lv}))
+    conf = None if confidence is None else np.asarray(confidence, dtype=np.float64)
+    rows = []
+    for level in levels:
+        drawn = np.array([level in lv for lv in row_levels], dtype=bool)
+        verdicts = wrong[drawn]
+        reviewed, n_wrong = int((~np.isnan(verdicts)).sum()), int(np.nansum(verdicts))
+        low, high = wilson_interval(n_wrong, reviewed, ci=ci)
+        row = {"level": level, "sampled": int(drawn.sum()), "reviewed": reviewed, "wrong": n_wrong,
+               "precision": n_wrong / reviewed if reviewed else float("nan"), "low": low, "high": high}
+        if conf is not None:
+            row["flagged"] = int((conf >= level).sum())
+            row["estimated_wrong"] = row["flagged"] * row["precision"]
+        rows.append(row)
+    columns = ["level", "sampled", "reviewed", "wrong", "precision", "low", "high"]
+    return pd.DataFrame(rows, columns=columns + (["flagged", "estimated_wrong"] if conf is not None else []))
 
 
 # ------------------------------------------------------------------------------------------ tables

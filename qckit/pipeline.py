@@ -54,7 +54,7 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     AUDIT: ("data", "demo", "audit"),
     TRANSLATION: ("data", "demo", "audit", "translation"),
     NEGATIVES: ("data", "demo", "audit", "translation", "negatives", "models"),
-    # training: the finetuned detector trains with it
+    # training: the finetuned detector trains with it (step_input_hash drops it for the other detector)
     NOISE: ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
     TRAINING: ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
     CALIBRATION: ("calibration",),
@@ -128,6 +128,8 @@ def step_input_hash(params: Params, step: str, notebook: Path, prev_state: str) 
     """Hash of everything a step depends on: its parameter sections, notebook, data files, prior state."""
     dumped = params.model_dump(mode="json")
     sections = STEP_SECTIONS.get(step) or tuple(k for k in dumped if k != "run")
+    if step == NOISE and not (params.noise.enabled and params.noise.detector == "finetuned"):
+        sections = tuple(s for s in sections if s != "training")  # only that detector trains with it
     parts = {k: dumped[k] for k in sections}
     parts["run.seed"] = dumped["run"]["seed"]
     parts["notebook"] = _sha256_file(notebook)

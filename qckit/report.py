@@ -435,6 +435,9 @@ def step_effects(run: Run) -> list[tuple[str, int, str]]:
         before, after = _number(noise.get("rows")), _number(noise.get("rows_after"))
         if action == "remove" and before is not None and after is not None:
             out.append(("04 noise filtering: noisy rows removed", int(before - after), "removed"))
+        elif action == "relabel_vote" and _number(noise.get("rows_relabelled")) is not None:
+            out.append(("04 noise filtering: labels flipped by the detectors' vote", int(noise["rows_relabelled"]),
+                        "changed"))
         elif flagged is not None:
             what = "labels flipped" if action == "relabel" else "rows flagged for review"
             out.append((f"04 noise filtering: {what}", int(flagged), "changed"))

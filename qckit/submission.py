@@ -25,7 +25,9 @@ import pandas as pd
 
 from qckit import TASKS, heads
 from qckit.calibrate import PAPER_THRESHOLDS, apply_thresholds, thresholds_from_metrics
-from qckit.data import file_kind, read_json_objects, read_pairs
+from qckit.config import load_params
+from qckit.data import read_pairs, read_records
+from qckit.layout import OFFICIAL, Layout
 from qckit.runs import Run, atomic_path
 from qckit.steps import CALIBRATION, TRAINING
 
@@ -45,21 +47,6 @@ def _model_for(run: Run, task: str) -> Path:
     have = sorted({t for ts in plan.values() for t in ts})
     raise SubmissionError(f"run {run.root} has no model for task {task} "
                           f"(it was trained for {', '.join(have) or 'nothing'})")
-
-
-def _input_records(path: Path, df: pd.DataFrame) -> list[dict]:
-    """The input rows as they were: raw JSON objects for JSON (told by content: .txt, .gz too), official fields
-    otherwise."""
-    if file_kind(path) == "json":
-        return read_json_objects(path)  # parsed as read_pairs parsed them: same rows, same order
-    records = []
-    for r in df.itertuples(index=False):
-        target = "category_path" if r.task == "QC" else "item_title"
-        rec = {"id": int(r.id), "task": r.task, "language": r.language, "origin_query": r.query, target: r.target}
-        if not pd.isna(r.label):
-            rec["label"] = int(r.label)
-        records.append(rec)
-    return records
 
 
 def _check_output(out: Path) -> None:
@@ -108,6 +95,15 @@ def parse_thresholds(spec: str) -> str | dict[str, float]:
     return out
 
 
+def _layout(run: Run) -> Layout:
+    """How the run's files name the kit's fields: test files come in the same form as its training files."""
+    path = run.path("params.yaml")
+    if not path.exists():
+        return OFFICIAL
+    data = load_params(path).data
+    return data.layout() if data.source == "files" else OFFICIAL
+
+
 def _thresholds(run: Run, spec: str | dict[str, float]) -> tuple[dict[str, float], dict | None]:
     """(task thresholds, per-language thresholds or None) for ``spec`` (see ``parse_thresholds``)."""
     metrics = run.read_metrics(CALIBRATION)
@@ -139,10 +135,11 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str
     spec = parse_thresholds(thresholds) if isinstance(thresholds, str) else thresholds
     thresholds, language = _thresholds(run, spec)
     tables, seen = [], {}
+    layout = _layout(run)
     for path in map(Path, inputs):
-        df = read_pairs(path, line_numbers=True)
+        df = read_pairs(path, line_numbers=True, layout=layout)
         _check_ids(seen, path, df)
-        records = _input_records(path, df)
+        records = read_records(path, layout=layout)  # the input's own fields, in its order
         if len(records) != len(df):
             raise SubmissionError(f"{path}: read {len(df)} rows but {len(records)} lines")
         for task in sorted(df.task.unique()):
@@ -178,7 +175,7 @@ def _write(out: Path, per_task: dict[str, list[dict]]) -> dict[str, Path]:
     with contextlib.ExitStack() as stack:
         temps = {task: stack.enter_context(atomic_path(path)) for task, path in written.items()}
         for task, recs in per_task.items():
-            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
+            text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in recs)
             temps[task].write_text(text, encoding="utf-8")
         with zipfile.ZipFile(stack.enter_context(atomic_path(out / "submit.zip")), "w",
                              compression=zipfile.ZIP_DEFLATED) as zf:

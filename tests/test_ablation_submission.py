@@ -1,18 +1,30 @@
-"""`qckit ablate` on the smoke profile (shared steps run once) and `qckit predict` submission files."""
+"""`qckit ablate` on the smoke profile (shared steps run once, variants by any spelling, the paper's figures on
+their rows) and `qckit predict` submission files."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import REPO
 
 from qckit import submission
+from qckit.ablation import (
+    DEFAULT_VARIANTS,
+    ablation_table,
+    canonical_variant,
+    parse_variants,
+    variant_folder,
+    write_ablation_report,
+)
 from qckit.cli import main as cli_main
+from qckit.runs import Run
 from qckit.steps import CALIBRATION, TRAINING
 from qckit.submission import SubmissionError
 
@@ -21,7 +33,8 @@ from qckit.submission import SubmissionError
 def ablation(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("abl")
     proc = subprocess.run(
-        [sys.executable, "-m", "qckit", "ablate", "-p", "params/smoke.yaml", "--variants", "baseline,all",
+        [sys.executable, "-m", "qckit", "ablate", "-p", "params/smoke.yaml",
+         "--variants", "baseline,noise+negatives+translation",  # another spelling of all
          "--ablation-id", "a", "--outputs-dir", str(out), "-q"],
         capture_output=True, text=True, cwd=REPO, timeout=900,
     )
@@ -48,6 +61,7 @@ def test_ablation_report_has_the_table_per_task_and_variant(ablation):
         assert text in html
     assert "0.8919" in html  # the paper's figure for the full method, for reference
     assert "<script" not in html
+    assert sorted(p.name for p in root.iterdir() if (p / "run_status.json").exists()) == ["all", "baseline"]
 
 
 def test_predict_writes_official_submission_files(ablation, tmp_path):
@@ -92,6 +106,105 @@ def test_predict_refuses_a_task_the_run_has_no_model_for(ablation, tmp_path):
     assert proc.returncode == 2
     assert "task QI" in proc.stderr and "QC only" in proc.stderr
     assert not (tmp_path / "sub" / "submit_QI.txt").exists()
+
+
+# variants by name, the paper's figures on their rows, gains (issue 25) -----------------------------------------
+def test_variant_names_are_normalised():
+    assert canonical_variant("negatives+translation") == canonical_variant(" Translation + negatives ") \
+        == "translation+negatives"
+    assert canonical_variant("noise+negatives+translation") == "all"
+    assert parse_variants("baseline,noise+translation,translation+noise,negatives,all,translation+negatives+noise") \
+        == ["baseline", "translation+noise", "negatives", "all"]
+    assert parse_variants(DEFAULT_VARIANTS) == list(DEFAULT_VARIANTS) == [
+        "baseline", "translation", "translation+negatives", "translation+noise", "all"]
+    assert variant_folder("noise+translation") == "translation-noise" and variant_folder("all") == "all"
+    for bad, why in [("translation+bogus", "unknown step 'bogus'"), ("noise+noise", "a step named twice"),
+                     ("baseline+noise", "unknown step 'baseline'"), ("translation+", "unknown step ''"),
+                     ("translation-negatives", "unknown step")]:
+        with pytest.raises(ValueError, match=re.escape(why)):
+            canonical_variant(bad)
+    with pytest.raises(ValueError, match="no variants"):
+        parse_variants(" , ")
+
+
+def test_ablate_refuses_a_bad_variant_before_anything_runs(tmp_path, capsys):
+    code = cli_main(["ablate", "-p", str(REPO / "params" / "smoke.yaml"), "--variants", "baseline,translation+nosie",
+                     "--outputs-dir", str(tmp_path / "out"), "--ablation-id", "x"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "'translation+nosie'" in err and "unknown step 'nosie'" in err and "translation+negatives" in err
+    assert not (tmp_path / "out").exists()
+
+
+def fake_ablation(root: Path, f1: dict[str, float]) -> None:
+    """Calibration and training metrics of finished variants: F1 ``f1[variant]`` on QC, 0.01 more on QI."""
+    for variant, value in f1.items():
+        run = Run(root / variant_folder(variant)).ensure()
+        run.write_metrics(TRAINING, {"models": {"joint": {"train_rows": 100}}})
+        run.write_metrics(CALIBRATION, {"tasks": {task: {
+            "f1": value + extra, "f1_ci": [value + extra - 0.02, value + extra + 0.02], "threshold": 0.5,
+            "f1_held_out_threshold": value + extra - 0.005, "all_positive_f1": 0.8}
+            for task, extra in (("QC", 0.0), ("QI", 0.01))}})
+
+
+PAPER_ROWS = {"baseline": 0.80, "translation": 0.81, "negatives": 0.79, "noise": 0.83, "translation+negatives": 0.82,
+              "translation+noise": 0.84, "all": 0.86}
+
+
+def test_paper_figures_stand_only_beside_the_paper_combination(tmp_path):
+    fake_ablation(tmp_path, PAPER_ROWS)
+    table = ablation_table(tmp_path, list(PAPER_ROWS)).set_index(["variant", "task"])
+    paper = table["paper_dev_f1"]
+    assert paper[("translation+negatives", "QC")] == 0.8885 and paper[("translation+noise", "QI")] == 0.8799
+    assert paper[("all", "QC")] == 0.8919 and paper[("all", "QI")] == 0.8839
+    assert paper[("translation", "QC")] == 0.8834 and paper[("baseline", "QI")] == 0.8662
+    for variant, task in [("negatives", "QC"), ("negatives", "QI"), ("noise", "QC"), ("noise", "QI"),
+                          ("translation+negatives", "QI"), ("translation+noise", "QC")]:
+        assert pd.isna(paper[(variant, task)]), (variant, task)
+
+
+def test_gains_against_the_baseline_and_the_previous_cumulative_row(tmp_path):
+    fake_ablation(tmp_path, PAPER_ROWS)
+    table = ablation_table(tmp_path, list(PAPER_ROWS)).set_index(["variant", "task"])
+    previous = table["previous"]
+    assert pd.isna(previous[("baseline", "QC")]) and previous[("negatives", "QC")] == "baseline"
+    assert previous[("translation+negatives", "QC")] == "translation"  # not the single-step negatives
+    assert previous[("all", "QC")] == "translation+negatives" and previous[("all", "QI")] == "translation+noise"
+    assert table.loc[("all", "QC"), "gain_vs_previous"] == pytest.approx(0.86 - 0.82)
+    assert table.loc[("all", "QI"), "gain_vs_previous"] == pytest.approx(0.86 - 0.84)
+    assert table.loc[("all", "QI"), "gain_vs_baseline"] == pytest.approx(0.86 - 0.80)
+    assert table.loc[("noise", "QC"), "gain_vs_baseline"] == pytest.approx(0.03)
+    assert table.loc[("baseline", "QC"), "gain_vs_baseline"] == 0.0
+    # without the baseline there is nothing to gain against; the previous row is the nearest one run
+    partial = ablation_table(tmp_path, ["all", "translation"]).set_index(["variant", "task"])
+    assert partial["gain_vs_baseline"].isna().all() and partial.loc[("all", "QC"), "previous"] == "translation"
+    assert partial.loc[("all", "QC"), "gain_vs_previous"] == pytest.approx(0.86 - 0.81)
+    # a variant that did not finish (no metrics) has no row and is nobody's previous row
+    fake_ablation(tmp_path / "b", {"baseline": 0.80, "all": 0.86})
+    stopped = ablation_table(tmp_path / "b", ["baseline", "translation+negatives", "all"])
+    assert set(stopped["variant"]) == {"baseline", "all"} and set(stopped["previous"].dropna()) == {"baseline"}
+
+
+def report_rows(html: str) -> dict[tuple[str, str], dict[str, str]]:
+    """The first table of the ablation page as {(variant, task): {column: text}}."""
+    table = html.split("</table>")[0]
+    header = re.findall(r"<th>(.*?)</th>", table)
+    rows = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
+    return {(r[0], r[1]): dict(zip(header, r)) for r in rows if r}
+
+
+def test_report_puts_each_paper_figure_on_its_row(tmp_path):
+    fake_ablation(tmp_path, PAPER_ROWS)
+    table = ablation_table(tmp_path, list(PAPER_ROWS))
+    statuses = {v: {"01_data_audit": "done"} for v in PAPER_ROWS}
+    html = write_ablation_report(tmp_path, table, statuses).read_text()
+    rows = report_rows(html)
+    assert rows[("translation+negatives", "QC")]["paper_dev_f1"] == "0.8885"
+    assert rows[("negatives", "QC")]["paper_dev_f1"] == "–" and rows[("noise", "QI")]["paper_dev_f1"] == "–"
+    assert rows[("translation+noise", "QI")]["paper_dev_f1"] == "0.8799"
+    assert rows[("all", "QI")]["previous"] == "translation+noise"
+    assert rows[("all", "QI")]["gain_vs_previous"] == "+0.0200"
+    assert "href='translation-negatives/report/index.html'" in html
 
 
 # bad input to `qckit predict` (issue 24): everything is checked before anything is written --------------------

@@ -109,20 +109,21 @@ CASES = [
     # wrong types, one field at a time
     *[(f"wrong_type_{name}_{kind}", "f.jsonl", lines(*good(), row(**{"id": 9, name: value})), False)
       for name, kind, value in [
-          ("id", "string", "9"), ("id", "float", 9.5), ("id", "bool", True), ("id", "null", None),
+          ("id", "empty", ""), ("id", "float", 9.5), ("id", "bool", True), ("id", "null", None),
           ("id", "huge", 2**80), ("task", "number", 1), ("task", "null", None), ("language", "list", ["en"]),
           ("origin_query", "object", {"q": 1}), ("origin_query", "null", None), ("category_path", "number", 3),
           ("category_path", "bool", False), ("label", "string", "1"), ("label", "float", 1.0),
           ("label", "bool", True), ("label", "two", 2), ("label", "negative", -1)]],
     ("wrong_type_item_title", "f.jsonl", lines(row(task="QI", category_path=..., item_title=["t"])), False),
     ("missing_every_field", "f.jsonl", lines("{}"), False),
-    ("csv_wrong_id", "f.csv", f"{HEADER}\n1.5,QC,en,q,x,1\n".encode(), False),
+    ("csv_empty_id", "f.csv", f"{HEADER}\n,QC,en,q,x,1\n".encode(), False),
+    ("csv_string_id_ok", "f.csv", f"{HEADER}\n1.5,QC,en,q,x,1\n".encode(), True),
     ("csv_wrong_label", "f.csv", f"{HEADER}\n1,QC,en,q,x,yes\n".encode(), False),
-    ("parquet_string_ids", "f.parquet", parquet({**PQ, "id": ["1", "2"]}), False),
+    ("parquet_string_ids_ok", "f.parquet", parquet({**PQ, "id": ["a-1", "a-2"]}), True),
     ("parquet_bool_labels", "f.parquet", parquet({**PQ, "label": [True, False]}), False),
     ("parquet_float_label_half", "f.parquet", parquet({**PQ, "label": [0.5, 1.0]}), False),
     ("parquet_list_queries", "f.parquet", parquet({**PQ, "origin_query": [["a"], ["b"]]}), False),
-    ("parquet_null_language", "f.parquet", parquet({**PQ, "language": ["en", None]}), False),
+    ("parquet_null_language_detected", "f.parquet", parquet({**PQ, "language": ["en", None]}), True),
     # the wrong shape
     ("json_scalar", "f.jsonl", b"42\n", False),
     ("json_string", "f.jsonl", b'"just text"\n', False),
@@ -154,14 +155,14 @@ CASES = [
     ("parquet_empty_file", "f.parquet", b"", False),
     ("parquet_no_rows", "f.parquet", parquet({k: pa.array([], type=pa.array(v).type) for k, v in PQ.items()}),
      False),
-    ("parquet_missing_column", "f.parquet", parquet({k: v for k, v in PQ.items() if k != "language"}), False),
+    ("parquet_missing_column", "f.parquet", parquet({k: v for k, v in PQ.items() if k != "origin_query"}), False),
     ("parquet_repeated_column", "f.parquet",
      parquet(table=pa.Table.from_arrays([pa.array(v) for v in [*PQ.values(), [5, 6]]], names=[*PQ, "id"])), False),
     ("parquet_truncated", "f.parquet", lambda p: (pq.write_table(pa.table(PQ), p),
                                                   p.write_bytes(p.read_bytes()[:-30])), False),
     # valid types, invalid content
     ("unknown_task", "f.jsonl", lines(row(task="qc")), False),
-    ("unknown_language", "f.jsonl", lines(row(language="日本")), False),
+    ("empty_language", "f.jsonl", lines(row(language="")), False),
     ("mixed_labels", "f.jsonl", lines(*good(), row(id=9, label=...)), False),
     ("repeated_id", "f.jsonl", lines(*good(), row(id=2, origin_query="again")), False),
     ("target_of_the_other_task", "f.jsonl", lines(row(task="QI")), False),
@@ -254,10 +255,10 @@ def test_validate_one_file_per_process(battery, case):
 
 def test_messages_quoting_the_data_print_on_an_ascii_terminal(tmp_path):
     path = tmp_path / "lang.jsonl"
-    path.write_text(json.dumps({"id": 1, "task": "QC", "language": "日本", "origin_query": "x",
+    path.write_text(json.dumps({"id": 1, "task": "日本", "language": "ja", "origin_query": "x",
                                 "category_path": "a,b", "label": 1}, ensure_ascii=False) + "\n", encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "qckit", "validate", str(path)], capture_output=True,
                           env={**os.environ, "PYTHONIOENCODING": "ascii"}, cwd=Path(__file__).resolve().parents[1])
     out = proc.stdout.decode("ascii") + proc.stderr.decode("ascii")
     assert proc.returncode == 1 and "Traceback" not in out
-    assert "lang.jsonl:1: field 'language'" in out and "\\u65e5\\u672c" in out
+    assert "lang.jsonl:1: field 'task'" in out and "\\u65e5\\u672c" in out

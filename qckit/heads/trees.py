@@ -35,11 +35,13 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,12 @@ ENCODER_CACHE_DIR = "encoder_embeddings"
 BANK_FILE = "bank.npz"
 SAME_TARGET = 0.98  # cosine above which two targets count as the same category/item (paraphrase-level)
 SHARPNESS = 20.0  # softmax temperature over neighbour similarities (cosines of e5 sit in a narrow band)
+# Where ``train`` spends its time (``phase_seconds``): dropping unlabelled rows and sampling; fine-tuning the
+# encoder and training the cross-encoder (when on); embedding train and dev rows (the embedding cache's misses);
+# pair, lexical and query-context features; the neighbour search; fitting the trees; the second encoder (when
+# on); the training curve (staged predictions on train and dev); writing the model folder.
+TRAINING_PHASES = ("preparing", "encoder", "cross_encoder", "embedding", "features", "neighbours", "trees",
+                   "second_encoder", "curve", "saving")
 NEIGHBOUR_FEATURES = ["cos", "nn_sim_max", "nn_sim_mean", "nn_label_mean", "nn_pos_target_max",
                       "nn_neg_target_max", "nn_pos_target_mean", "nn_neg_target_mean", "nn_same_target_pos",
                       "nn_same_target_neg"]
@@ -369,21 +377,38 @@ def _query_keys(df: pd.DataFrame) -> np.ndarray:
     return normalise_queries(df["query"]).to_numpy()
 
 
+@contextlib.contextmanager
+def timed_phase(phases: dict[str, float] | None, name: str) -> Iterator[None]:
+    """Add the block's wall-clock seconds to ``phases[name]`` (nothing when ``phases`` is None)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if phases is not None:
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+
+
 def features(df: pd.DataFrame, q: np.ndarray, t: np.ndarray, leaf: np.ndarray | None, bank: Bank,
-             tp: TrainingParams, *, has_leaf: bool) -> np.ndarray:
+             tp: TrainingParams, *, has_leaf: bool, phases: dict[str, float] | None = None) -> np.ndarray:
     """The estimator's input: pair features, the task as a column (joint models), neighbour features,
-    lexical features and (``query_context``) how they compare with the other candidates of the row's query."""
-    if has_leaf and leaf is None:
-        leaf = np.zeros_like(t)
-    pair = pair_features(q, t, leaf if has_leaf else None)
-    nn = neighbour_features(q, t, _query_keys(df), bank, neighbours=tp.embedding.neighbours)
-    task = (df["task"] == "QI").to_numpy(np.float32)[:, None]
-    lexical = lexical_features(df["query"], df["target"], bank.idf)
-    parts = [pair, task, nn, lexical]
-    if tp.embedding.query_context:
-        named = dict(zip(NEIGHBOUR_FEATURES + LEXICAL_FEATURES, np.hstack([nn, lexical]).T))
-        parts.append(query_context_features(df, np.stack([named[f] for f in CONTEXT_BASE], axis=1)))
-    return np.hstack(parts).astype(np.float32)
+    lexical features and (``query_context``) how they compare with the other candidates of the row's query.
+
+    ``phases``: where to add the seconds spent on the neighbour search (``neighbours``) and on the others
+    (``features``)."""
+    with timed_phase(phases, "features"):
+        if has_leaf and leaf is None:
+            leaf = np.zeros_like(t)
+        pair = pair_features(q, t, leaf if has_leaf else None)
+    with timed_phase(phases, "neighbours"):
+        nn = neighbour_features(q, t, _query_keys(df), bank, neighbours=tp.embedding.neighbours)
+    with timed_phase(phases, "features"):
+        task = (df["task"] == "QI").to_numpy(np.float32)[:, None]
+        lexical = lexical_features(df["query"], df["target"], bank.idf)
+        parts = [pair, task, nn, lexical]
+        if tp.embedding.query_context:
+            named = dict(zip(NEIGHBOUR_FEATURES + LEXICAL_FEATURES, np.hstack([nn, lexical]).T))
+            parts.append(query_context_features(df, np.stack([named[f] for f in CONTEXT_BASE], axis=1)))
+        return np.hstack(parts).astype(np.float32)
 
 
 def _use_texts(df: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
@@ -548,55 +573,79 @@ def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *
           output_dir: str | Path) -> dict[str, Any]:
     """Fit the trees on the labelled rows; save estimator, bank and qckit metadata in output_dir.
 
-    Returns the same figures as ``qckit.heads.transformer.train`` (time, rows/s, peak memory, log_history).
+    Returns the same figures as ``qckit.heads.transformer.train`` (time, rows/s, peak memory, log_history),
+    and ``phase_seconds``: where the whole call's wall time went (``TRAINING_PHASES``, those that ran),
+    so step 05's metrics say what a slow run spent its time on.
     """
     tp, seed = params.training, params.run.seed
     embedder = params.models.classifier
     output_dir = Path(output_dir)
+    phases: dict[str, float] = {}
     start = time.perf_counter()
-    train_df = sample_rows(train_df.dropna(subset=["label"]), tp.max_train_rows, seed).reset_index(drop=True)
-    y = train_df["label"].to_numpy(int)
-    caches = (params.negatives.cache_dir, params.models.cache_dir)
+    with timed_phase(phases, "preparing"):
+        train_df = sample_rows(train_df.dropna(subset=["label"]), tp.max_train_rows, seed).reset_index(drop=True)
+        y = train_df["label"].to_numpy(int)
+        caches = (params.negatives.cache_dir, params.models.cache_dir)
     extra: dict[str, Any] = {}
     if tp.embedding.encoder.fine_tune:
-        extra = fine_tune_encoder(train_df, embedder, output_dir / ENCODER_DIR, tp, seed=seed,
-                                  models_dir=params.models.cache_dir)
+        with timed_phase(phases, "encoder"):
+            extra = fine_tune_encoder(train_df, embedder, output_dir / ENCODER_DIR, tp, seed=seed,
+                                      models_dir=params.models.cache_dir)
         embedder = str((output_dir / ENCODER_DIR).resolve())
         caches = (str(output_dir / ENCODER_CACHE_DIR), params.models.cache_dir)
     if tp.embedding.cross_encoder.enabled:
         base = tp.embedding.cross_encoder.model or params.models.classifier
-        extra.update(train_cross_encoder(train_df, base, output_dir / CROSS_ENCODER_DIR, tp,
-                                         seed=seed, models_dir=params.models.cache_dir))
-    q, t, leaf = _embeddings(train_df, embedder, *caches)
+        with timed_phase(phases, "cross_encoder"):
+            extra.update(train_cross_encoder(train_df, base, output_dir / CROSS_ENCODER_DIR, tp,
+                                             seed=seed, models_dir=params.models.cache_dir))
+    with timed_phase(phases, "embedding"):
+        q, t, leaf = _embeddings(train_df, embedder, *caches)
     has_leaf = leaf is not None
-    bank = Bank.build(train_df["query"], q, t, y, targets=train_df["target"])
+    with timed_phase(phases, "features"):
+        bank = Bank.build(train_df["query"], q, t, y, targets=train_df["target"])
     with stage(f"neighbour and lexical features of {len(train_df):,} training rows"):
-        X = features(train_df, q, t, leaf, bank, tp, has_leaf=has_leaf)
+        X = features(train_df, q, t, leaf, bank, tp, has_leaf=has_leaf, phases=phases)
     X_dev = y_dev = None
     if dev_df is not None and len(dev_df.dropna(subset=["label"])):
-        dev = sample_rows(dev_df.dropna(subset=["label"]), tp.dev_eval_rows, seed).reset_index(drop=True)
-        dq, dt, dleaf = _embeddings(dev, embedder, *caches)
-        X_dev, y_dev = features(dev, dq, dt, dleaf, bank, tp, has_leaf=has_leaf), dev["label"].to_numpy(int)
-    with stage(f"fitting {tp.embedding.trees} trees on {X.shape[0]:,} rows x {X.shape[1]:,} features"):
+        with timed_phase(phases, "preparing"):
+            dev = sample_rows(dev_df.dropna(subset=["label"]), tp.dev_eval_rows, seed).reset_index(drop=True)
+        with timed_phase(phases, "embedding"):
+            dq, dt, dleaf = _embeddings(dev, embedder, *caches)
+        X_dev = features(dev, dq, dt, dleaf, bank, tp, has_leaf=has_leaf, phases=phases)
+        y_dev = dev["label"].to_numpy(int)
+    with stage(f"fitting {tp.embedding.trees} trees on {X.shape[0]:,} rows x {X.shape[1]:,} features"), \
+            timed_phase(phases, "trees"):
         model = _estimator(tp, seed, positive_weight(y.astype(float), tp)).fit(X, y)
     if tp.embedding.second_encoder.model:
-        extra.update(train_second_encoder(train_df, tp, bank.idf, output_dir / SECOND_ENCODER_DIR, seed=seed))
+        with timed_phase(phases, "second_encoder"):
+            extra.update(train_second_encoder(train_df, tp, bank.idf, output_dir / SECOND_ENCODER_DIR, seed=seed))
     seconds = time.perf_counter() - start
-    history = _curve(model, X, y, X_dev, y_dev, every=max(1, tp.embedding.trees // 20))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_estimator(model, output_dir / ESTIMATOR_FILE)
-    bank.save(output_dir / BANK_FILE)
-    meta = {"head": "embedding", "method": "fine-tuned encoder" if tp.embedding.encoder.fine_tune else "frozen",
+    with timed_phase(phases, "curve"):
+        history = _curve(model, X, y, X_dev, y_dev, every=max(1, tp.embedding.trees // 20))
+    with timed_phase(phases, "saving"):
+        _save(model, bank, output_dir, _meta(params, tp, has_leaf, X.shape[1]))
+    report("time per phase: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
+    return {"train_rows": len(train_df), "seconds": seconds, "resumed_from": None,
+            "rows_per_second": len(train_df) / max(seconds, 1e-9), "peak_memory_mib": peak_memory_mib(),
+            "log_history": history, "trees": int(model.n_iter_), "features": int(X.shape[1]),
+            "phase_seconds": {k: round(v, 3) for k, v in phases.items()}, **extra}
+
+
+def _meta(params: Params, tp: TrainingParams, has_leaf: bool, n_features: int) -> dict[str, Any]:
+    return {"head": "embedding", "method": "fine-tuned encoder" if tp.embedding.encoder.fine_tune else "frozen",
             "base_model": params.models.classifier, "base_spec": params.models.classifier,
             "encoder": ENCODER_DIR if tp.embedding.encoder.fine_tune else None,
             "cross_encoder": CROSS_ENCODER_DIR if tp.embedding.cross_encoder.enabled else None,
             "second_encoder": SECOND_ENCODER_DIR if tp.embedding.second_encoder.model else None,
-            "has_leaf": has_leaf, "features": int(X.shape[1]), "training": tp.model_dump(mode="json"),
+            "has_leaf": has_leaf, "features": n_features, "training": tp.model_dump(mode="json"),
             "negatives_cache_dir": params.negatives.cache_dir, "models_cache_dir": params.models.cache_dir}
+
+
+def _save(model, bank: Bank, output_dir: Path, meta: dict[str, Any]) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    save_estimator(model, output_dir / ESTIMATOR_FILE)
+    bank.save(output_dir / BANK_FILE)
     (output_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    return {"train_rows": len(train_df), "seconds": seconds, "resumed_from": None,
-            "rows_per_second": len(train_df) / max(seconds, 1e-9), "peak_memory_mib": peak_memory_mib(),
-            "log_history": history, "trees": int(model.n_iter_), "features": int(X.shape[1]), **extra}
 
 
 # The sub-folders a model folder may name in its metadata (never a path elsewhere).

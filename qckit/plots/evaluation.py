@@ -9,6 +9,7 @@ Example:
     >>> fig = reliability_diagram(reliability_by_task(dev, metrics["temperature"]))
     >>> fig = f1_heatmap(metrics_by(dev, ["task", "language"], thresholds=thr), zero_shot=["de", "it"])
     >>> fig = f1_by_language(metrics_by(dev, ["task", "language"], thresholds=thr), zero_shot=["de", "it"])
+    >>> fig = f1_with_typos(error_analysis.load(run).robustness, typo_rate=0.1)
 """
 from __future__ import annotations
 
@@ -188,5 +189,49 @@ def f1_by_language(metrics_by_lang: pd.DataFrame, *,
         if any(marked_any):
             handles.append(Patch(facecolor="white", edgecolor=ZERO_SHOT_COLOR, hatch="///",
                                  label="zero-shot language (no training rows)"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    return fig
+
+
+def f1_with_typos(robustness: pd.DataFrame, *, typo_rate: float | None = None) -> Figure:
+    """F1 per language with clean queries and with typo'd ones, paired bars, one panel per task; each pair
+    with its all-positive F1 as a black tick and the change the typos made (typo'd minus clean F1) above it.
+
+    Args:
+        robustness: ``qckit.analysis.typo_robustness(...)`` by task and language (``task, language, f1_clean,
+            f1_typo, typo_gap, all_positive_f1``): the ``robustness`` of ``error_analysis.load(run)``.
+        typo_rate: the rate the typos were injected at, for the title.
+
+    Example:
+        >>> f1_with_typos(error_analysis.load(run).robustness, typo_rate=params.analysis.typo_rate)
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    def draw(ax, task: str, part: pd.DataFrame) -> None:
+        part = part.set_index("language").reindex(language_order(part["language"].unique()))
+        x, color = np.arange(len(part)), TASK_PALETTE.get(task, "#4c72b0")
+        ax.bar(x - 0.2, part["f1_clean"], width=0.4, color=color, edgecolor="white")
+        ax.bar(x + 0.2, part["f1_typo"], width=0.4, color=color, alpha=0.45, hatch="..", edgecolor="white")
+        ax.scatter(x, part["all_positive_f1"], marker="_", s=420, linewidths=2.0, color="k", zorder=3)
+        for xi, (top, gap) in enumerate(zip(part[["f1_clean", "f1_typo"]].max(axis=1), part["typo_gap"])):
+            change = 0.0 - gap  # 0.0 - 0.0 is +0.0: no "-0.00" labels
+            ax.text(xi, min(top, 0.93) + 0.02, f"{change:+.2f}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x, list(part.index))
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("language")
+        ax.set_ylabel("F1 (dev)")
+
+    data = robustness
+    tasks = _task_order(data["task"]) if len(data) else ["(no slice)"]
+    rate = "" if typo_rate is None else f", typo rate {typo_rate:g} per letter"
+    title = f"F1 per language on dev, clean and typo'd queries{rate}\n(numbers: typo'd minus clean F1)"
+    fig = task_panels(tasks, title, data, draw,
+                      width=7.0 / max(len(tasks), 1), height=3.5, sharey=True,
+                      empty="no robustness slice (analysis.typo_rate 0, or no trained model)")
+    if len(data):
+        handles = [Patch(color="0.35", label="clean queries"),
+                   Patch(facecolor="0.35", alpha=0.45, hatch="..", edgecolor="white", label="typo'd queries"),
+                   Line2D([], [], color="k", lw=2.0, label="F1 if every pair were called relevant")]
         fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     return fig

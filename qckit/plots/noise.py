@@ -8,6 +8,7 @@ Example:
     >>> fig = method_comparison(pd.DataFrame(metrics["methods"]))
     >>> fig = precision_recall_curves(metrics["pr_curves"], pd.DataFrame(metrics["methods"]))
     >>> fig = flag_rate_chart(pd.DataFrame(metrics["flag_rates"]))
+    >>> fig = review_precision(noise_step.load(run).review_precision)
 """
 from __future__ import annotations
 
@@ -130,4 +131,35 @@ def confidence_histogram(scores: pd.DataFrame, *, threshold: float | None = None
             ax.axvline(threshold, color="0.2", linestyle="--", linewidth=1)
         ax.set(xlabel="p(opposite of the label)", ylabel="density", xlim=(0, 1))
         ax.set_title("Disagreement of the detector with the labels")
+    return fig
+
+
+def review_precision(table: pd.DataFrame) -> Figure:
+    """The precision of the flags per confidence level that a person's review measured: the share of
+    reviewed rows whose label was wrong, with its 95% interval, and ``wrong / reviewed`` above each point.
+
+    Args:
+        table: ``qckit.noise.precision_by_level`` / ``NoiseResults.review_precision`` (``level, reviewed,
+            wrong, precision, low, high``).
+    """
+    with style():
+        fig, (ax,) = figure(6, 3.8)
+        if table.empty or not (table["reviewed"] > 0).any():
+            no_data(ax, "nothing reviewed yet")
+            return fig
+        x = np.arange(len(table))
+        done = (table["reviewed"] > 0).to_numpy()
+        p, low, high = (table[c].to_numpy(dtype=float)[done] for c in ("precision", "low", "high"))
+        ax.errorbar(x[done], p, yerr=[p - low, high - p], fmt="o", color=METRIC_PALETTE["precision"], capsize=5,
+                    label="precision, 95% interval")
+        for xi, row in zip(x, table.itertuples()):
+            text = f"{row.wrong} / {row.reviewed}" if row.reviewed else "not reviewed"
+            ax.annotate(text, (xi, row.high if row.reviewed else 0.5), xytext=(0, 6), textcoords="offset points",
+                        ha="center", fontsize=8)
+        ax.set_xticks(x, [f"≥ {v:g}" for v in table["level"]])
+        ax.set(xlim=(-0.5, len(table) - 0.5), ylim=(0, 1.1), xlabel="confidence of the flag",
+               ylabel="share of reviewed flags\nwhose label is wrong")
+        ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+        ax.legend(loc="lower right")
+        ax.set_title("Precision of the flags, by a person's review")
     return fig

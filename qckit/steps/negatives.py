@@ -2,9 +2,10 @@
 
 Writes ``data/negatives.parquet`` (the created rows; ids above every existing id),
 ``data/train_negatives.parquet`` (the training table with a ``similarity`` column, then the created
-rows) and ``metrics/03_negative_mining.json``. With ``negatives.enabled: false`` it writes only the
-metrics, which say so; later steps then read the previous training table. The algorithm lives in
-``qckit.negatives``.
+rows) and ``metrics/03_negative_mining.json`` (``sampling`` names the sampler: ``top`` or ``random`` among
+the nearest targets, or ``random_catalogue``, the control that draws from every target). With
+``negatives.enabled: false`` it writes only the metrics, which say so; later steps then read the previous
+training table. The algorithm lives in ``qckit.negatives``.
 
 Example:
     >>> from qckit.steps import negatives
@@ -78,7 +79,8 @@ def run(params: Params, run: Run) -> dict[str, Any]:
                              seconds=time.perf_counter() - start)
     metrics["parameters"] = cfg.model_dump(mode="json")
     run.write_metrics(STEP, metrics)
-    run.log(f"{STEP}: {len(result.rows)} negatives mined from {source}, leaked {leaks['total']}")
+    run.log(f"{STEP}: {len(result.rows)} negatives ({cfg.sampling} sampling) from {source}, "
+            f"leaked {leaks['total']}")
     return metrics
 
 

@@ -25,9 +25,11 @@ import pandas as pd
 
 from qckit import heads
 from qckit.config import Params, load_params
+from qckit.data import first_new_id
 from qckit.heads.transformer import weights_digest
 from qckit.runs import Run, write_parquet_atomic
 from qckit.steps import TRAINING as STEP
+from qckit.typos import typo_copies
 
 PREDICTION_COLUMNS = ["id", "task", "language", "query", "target", "label", "origin", "score", "logit"]
 
@@ -37,6 +39,24 @@ def model_plan(params: Params, tasks: list[str]) -> dict[str, list[str]]:
     if params.training.tasks_mode == "joint":
         return {"joint": list(tasks)}
     return {task: [task] for task in tasks}
+
+
+def training_rows(params: Params, run: Run) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The rows step 05 learns from: the newest training table, plus typo'd copies (``augmentation.typos``).
+
+    The copies live only in memory: the tables on disk stay as the data steps wrote them. Returns the rows
+    and the augmentation's figures (``rows_added``: copies appended).
+    """
+    train, typos = run.read_training_table(), params.augmentation.typos
+    if typos.rate == 0 or typos.share == 0:
+        return train, {"rows_added": 0}
+    seed = params.run.seed if typos.seed is None else typos.seed
+    others = [run.read_table(s) for s in ("dev", "test") if run.has_table(s)]
+    copies = typo_copies(train, rate=typos.rate, share=typos.share, seed=seed,
+                         first_id=first_new_id([train, *others], "typo"))
+    figures = {"rate": typos.rate, "share": typos.share, "seed": seed, "rows_added": len(copies),
+               "rows_added_per_task": copies["task"].value_counts().sort_index().to_dict()}
+    return pd.concat([train, copies], ignore_index=True), figures
 
 
 def _with_base(params: Params, base: str) -> Params:
@@ -114,7 +134,7 @@ def run(params: Params, run: Run) -> dict[str, Any]:
         metrics = {"enabled": False, "headline": {"fine-tuning": "disabled"}}
         run.write_metrics(STEP, metrics)
         return metrics
-    train, dev = run.read_training_table(), run.read_table("dev")
+    (train, augmentation), dev = training_rows(params, run), run.read_table("dev")
     tasks = [t for t in params.data.tasks if (train.task == t).any()]
     plan = model_plan(params, tasks)
     per_model = {name: _train_one(name, ts, train, dev, params, run) for name, ts in plan.items()}
@@ -135,7 +155,8 @@ def run(params: Params, run: Run) -> dict[str, Any]:
     headline.update({"training time (s)": round(seconds, 1), "model": params.models.classifier,
                      "head": params.training.head, "method": params.training.method})
     metrics = {
-        "training_table": run.training_table_name(), "plan": plan, "predictions": written, "dev": per_task,
+        "training_table": run.training_table_name(), "augmentation": {"typos": augmentation}, "plan": plan,
+        "predictions": written, "dev": per_task,
         "models": {n: _summary(m) for n, m in per_model.items()},
         "curves": {n: m["log_history"] for n, m in per_model.items()},
         "headline": headline,
@@ -177,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="print each rank's digest of the trained weights (checks DDP kept ranks in sync)")
     args = parser.parse_args(argv)
     params, run = load_params(args.params), Run(args.run_dir)
-    train, dev = run.read_training_table(), run.read_table("dev")
+    (train, _), dev = training_rows(params, run), run.read_table("dev")
     figures = heads.train(train, dev, params, output_dir=args.output_dir or run.path("models", "joint"),
                           keep_model=args.weights_digest)
     rank = int(os.environ.get("RANK", "0"))

@@ -27,19 +27,20 @@ Example:
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from qckit import BASE_COLUMNS, TASKS
 from qckit.audit import language_order
 from qckit.config import Params, TranslationParams
-from qckit.data import PAIRS_DTYPES
+from qckit.data import PAIRS_DTYPES, first_new_id, id_dtypes, new_ids
 from qckit.progress import headless, progress
 from qckit.runs import Run
+from qckit.sheets import write_sheet
 from qckit.steps import AUDIT
 from qckit.steps import TRANSLATION as STEP
 from qckit.translate import (
@@ -50,6 +51,7 @@ from qckit.translate import (
     make_translator,
     translate_cached,
 )
+from qckit.translation_audit import add_signals, audit_sample, summary
 from qckit.translation_filters import DROP_REASONS, choose_rows, drop_reasons
 
 EXTRA_COLUMNS = ("source_language", "source_query", "backend", "route")
@@ -61,6 +63,7 @@ class TranslationResults:
 
     metrics: dict[str, Any]
     candidates: pd.DataFrame
+    audit: pd.DataFrame  # the translations sampled for rating, with their signals (``qckit.translation_audit``)
 
 
 def plan_pairs(cfg: TranslationParams, targets: Sequence[str], train: pd.DataFrame,
@@ -127,16 +130,20 @@ def _translate_pair(info: dict, rows: pd.DataFrame, translator: Translator, cach
     return created, figures
 
 
-def _with_ids(kept: pd.DataFrame, first_id: int, targets: Sequence[str], sources: Sequence[str]) -> pd.DataFrame:
-    """New ids from ``first_id`` on, in a fixed order: target, source language, source row id."""
+def _with_ids(kept: pd.DataFrame, first_id: int | str, targets: Sequence[str], sources: Sequence[str]
+              ) -> pd.DataFrame:
+    """New ids from ``first_id`` on (``qckit.data.new_ids``), in a fixed order: target, source language, source
+    row id."""
     order = kept.assign(_t=kept["language"].map({t: i for i, t in enumerate(targets)}),
                         _s=kept["source_language"].map({s: i for i, s in enumerate(sources)}))
     order = order.sort_values(["_t", "_s", "source_id", "task"], kind="stable").drop(columns=["_t", "_s"])
-    return order.assign(id=np.arange(first_id, first_id + len(order), dtype=np.int64)).reset_index(drop=True)
+    return order.assign(id=new_ids(first_id, len(order))).reset_index(drop=True)
 
 
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    return df.astype({c: t for c, t in PAIRS_DTYPES.items() if c in df.columns and c != "id"})
+def _typed(df: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+    """The pairs table's dtypes, ids as integers or strings as the input's ``ids`` are."""
+    dtypes = {**PAIRS_DTYPES, **id_dtypes(ids)}
+    return df.astype({c: t for c, t in dtypes.items() if c in df.columns and (c != "id" or len(df))})
 
 
 def run(params: Params, run: Run, *, translators: Mapping[str, Translator] | None = None) -> dict[str, Any]:
@@ -175,22 +182,44 @@ def run(params: Params, run: Run, *, translators: Mapping[str, Translator] | Non
         candidates, train, min_length_ratio=cfg.min_length_ratio, max_length_ratio=cfg.max_length_ratio,
         langid=cfg.langid, langid_min_prob=cfg.langid_min_prob) if len(candidates) else pd.Series(dtype=object)
     metrics["cache_dir"] = str(cache.path.parent)
+    _audit(run, cfg, params.run.seed, candidates, covered, made, cache, metrics)
     return _finish(run, train, candidates, metrics, covered, uncovered, figures)
 
 
-def _first_id(run: Run, train: pd.DataFrame) -> int:
-    ids = [train["id"]] + [run.read_table(s)["id"] for s in ("dev", "test") if run.has_table(s)]
-    ids = [i for i in ids if len(i)]
-    return int(max(i.max() for i in ids)) + 1 if ids else 1
+def _audit(run: Run, cfg: TranslationParams, seed: int, candidates: pd.DataFrame, covered: list[dict],
+           made: Mapping[str, Translator], cache: TranslationCache, metrics: dict[str, Any]) -> None:
+    """The audit sample with its signals: ``data/translation_audit.parquet``, the sheet to rate and a summary."""
+    sample = audit_sample(candidates, per_language=cfg.audit_rows, seed=seed)
+    if sample.empty:
+        return
+    backends = {(p["source"], p["target"]): made[p["backend"]] for p in covered}
+
+    def round_trip(texts: list[str], source: str, target: str) -> list[str] | None:
+        translator = backends.get((target, source))  # the forward pair's backend, asked for the reverse
+        if translator is None or not translator.check(source, target).supported:
+            return None
+        mapping, _ = translate_cached(translator, texts, source, target, cache=cache, batch_size=cfg.batch_size)
+        return [mapping[t] for t in texts]
+
+    audit = add_signals(sample, round_trip)
+    run.write_table("translation_audit", audit)
+    sheet = write_sheet(run.path("report", "translation_audit.csv"), audit)
+    metrics["audit"] = {"rows": len(audit), "sheet": str(sheet.relative_to(run.root)),
+                        "summary": json.loads(summary(audit).to_json(orient="records", double_precision=4))}
+
+
+def _first_id(run: Run, train: pd.DataFrame) -> int | str:
+    return first_new_id([train] + [run.read_table(s) for s in ("dev", "test") if run.has_table(s)], "translated")
 
 
 def _finish(run: Run, train: pd.DataFrame, candidates: pd.DataFrame, metrics: dict[str, Any],
             covered: list[dict], uncovered: list[dict], figures: dict[str, dict]) -> dict[str, Any]:
     kept_mask = candidates["drop_reason"].isna()
     kept = _with_ids(candidates[kept_mask], _first_id(run, train), metrics["targets"], metrics["sources"])
-    kept = _typed(kept[[*BASE_COLUMNS, *EXTRA_COLUMNS]])
-    dropped = _typed(candidates[~kept_mask].drop(columns="id")).reset_index(drop=True)
-    augmented = _typed(pd.concat([train[list(BASE_COLUMNS)], kept[list(BASE_COLUMNS)]], ignore_index=True))
+    kept = _typed(kept[[*BASE_COLUMNS, *EXTRA_COLUMNS]], train["id"])
+    dropped = _typed(candidates[~kept_mask].drop(columns="id"), train["id"]).reset_index(drop=True)
+    augmented = _typed(pd.concat([train[list(BASE_COLUMNS)], kept[list(BASE_COLUMNS)]], ignore_index=True),
+                       train["id"])
     run.write_table("translated", kept)
     run.write_table("translation_dropped", dropped)
     run.write_table("train_translated", augmented)
@@ -215,7 +244,9 @@ def load(run: Run) -> TranslationResults:
     candidates = pd.concat(frames, ignore_index=True) if frames else kept
     if "drop_reason" not in candidates.columns:  # every candidate kept, or none at all
         candidates = candidates.assign(drop_reason=pd.Series(None, index=candidates.index, dtype=object))
-    return TranslationResults(run.read_metrics(STEP), candidates)
+    audit = run.read_table("translation_audit") if run.has_table("translation_audit") else add_signals(
+        pd.DataFrame())
+    return TranslationResults(run.read_metrics(STEP), candidates, audit)
 
 
 def _counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
