@@ -486,10 +486,21 @@ class NegativesParams(Section):
         "passes the same guards, at the same volume (the control for semantic mining; top_k, rank_range and "
         "index are unused)."
     )
-    negatives_per_positive: int = Field(1, gt=0, description="Negatives asked per positive row of a query.")
+    negatives_per_positive: int = Field(
+        1, gt=0, description="Negatives asked per positive row of a query (with share: the least asked)."
+    )
     target_positive_share: float | None = Field(
         0.5, gt=0.0, lt=1.0, description="Add no more negatives per task and language than keep the positive "
-        "share at or above this; None: no cap."
+        "share at or above this; None: no cap. Not applied when share is set."
+    )
+    share: float | None = Field(
+        None, gt=0.0, lt=1.0, description="The hard-negative ratio: mined negatives' share of each task's training "
+        "table after mining, mined / (labelled rows + mined) (0.3: three rows in ten are mined). Each language "
+        "asks per positive row one more than the share needs (at least negatives_per_positive), then a seeded "
+        "subset of exactly that many per task is kept, spread over languages in proportion to their rows and "
+        "over queries, or all found when fewer (the step's metrics say so). It replaces target_positive_share, "
+        "which is then not applied (a resolved profile carries both keys, so both set is not an error). None: "
+        "negatives_per_positive under target_positive_share sets the volume."
     )
     max_similarity: float | None = Field(
         0.95, description="Skip candidates whose cosine similarity to the query exceeds this; None: no cap."

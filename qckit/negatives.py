@@ -23,6 +23,17 @@ nothing and draws each query's negatives uniformly from the whole catalogue (the
 (language, query), at the same volume (per-query counts and balance cap) and through the same guards; its
 rows have a ``similarity`` but no ``rank``.
 
+The volume is set one of two ways. By default each query asks ``negatives_per_positive`` negatives per positive
+row and ``target_positive_share`` caps what is added per task and language. With ``share`` (the hard-negative
+ratio), the mined rows make up that share of each task's training table after mining, ``mined / (labelled rows
++ mined)``: each language asks, per positive row, one more than its share needs (at least
+``negatives_per_positive``; the extra one makes up for queries the guards leave short), then a seeded subset of
+exactly ``round(share / (1 - share) * labelled rows)`` is kept per task, spread over languages in proportion to
+their rows (each within one row of its own share; a language that found too few keeps all it found and the
+others make up the difference) and over queries (each query's first negative before any query's second). When
+fewer are found in all, every one is kept and ``share_report`` says so. ``share`` replaces the cap: both at once
+is an error.
+
 Example:
     >>> from qckit.negatives import mine_hard_negatives, leak_check
     >>> result = mine_hard_negatives(train, "multilingual-e5-small", known=[dev], top_k=20,
@@ -75,9 +86,13 @@ class MiningResult:
             ``random_catalogue``, the drawn candidates skipped before the query had its negatives.
         report: per task and language: ``queries`` mined for, ``short`` (queries that got fewer negatives
             than asked), ``mined``, ``dropped_for_balance`` (mined but left out to keep
-            ``target_positive_share``), ``added``.
+            ``target_positive_share``, or to give ``share``), ``added``.
         index: the faiss index kind used per task (``none`` for ``random_catalogue``); ``timings``: seconds
             per stage; ``sampling``: the sampler that ran.
+        share: the mined share asked (None: volume set by ``negatives_per_positive`` and the cap).
+        share_report: with ``share``, per task and language: labelled training ``rows``, negatives ``asked``
+            (what gives the share), the ``per_positive`` ask mining used, candidates ``found`` (mined before
+            the subset) and ``kept``; empty otherwise.
     """
 
     rows: pd.DataFrame
@@ -87,6 +102,8 @@ class MiningResult:
     index: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     sampling: str = "top"
+    share: float | None = None
+    share_report: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_SHARE_COLUMNS))
 
 
 # ------------------------------------------------------------------ public API
@@ -120,6 +137,7 @@ def mine_hard_negatives(
     sampling: Literal["top", "random", "random_catalogue"] = "top",
     negatives_per_positive: int = 1,
     target_positive_share: float | None = None,
+    share: float | None = None,
     max_similarity: float | None = None,
     relative_margin: float | None = None,
     skip_hierarchy: bool = True,
@@ -149,6 +167,10 @@ def mine_hard_negatives(
         negatives_per_positive: negatives asked per positive row of a (language, query).
         target_positive_share: cap the negatives added per task and language so that the positive share
             does not fall below this (None: no cap).
+        share: the mined negatives' share of each task's labelled rows after mining, in (0, 1): asks enough
+            per positive (at least ``negatives_per_positive``) and keeps a seeded, language-stratified subset of
+            exactly that many, or all found when fewer (see the module docstring). Not with
+            ``target_positive_share``. None: the volume is ``negatives_per_positive`` under the cap.
         max_similarity: skip candidates more similar than this (None: no cap).
         relative_margin: skip candidates within this relative margin of the query's least similar
             positive (None: no margin).
@@ -158,7 +180,7 @@ def mine_hard_negatives(
         index: ``"auto"``, ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"``.
         index_threshold: ``"auto"`` uses IVF from this many candidates on.
         score_rows: also compute ``similarity`` for every input row (embeds queries without positives too).
-        seed: seed of ``random`` and ``random_catalogue`` sampling and of the balance cap's choice.
+        seed: seed of ``random`` and ``random_catalogue`` sampling and of the balance cap's or the share's choice.
         start_id: first id of the created rows; None: one above the largest id in ``pairs`` and ``known``.
 
     Returns:
@@ -167,6 +189,7 @@ def mine_hard_negatives(
     """
     _check_arguments(top_k, rank_range, sampling, negatives_per_positive, target_positive_share, index,
                      batch_size)
+    _check_share(share, target_positive_share)
     if not pairs.index.is_unique:
         raise ValueError("pairs must have a unique index (reset_index(drop=True) after a concat)")
     rank_range = rank_range or (1, top_k)
@@ -175,9 +198,9 @@ def mine_hard_negatives(
     known_labelled = [k[k["label"].notna()] for k in known if len(k)]
     tasks = [t for t in (tasks or TASKS) if t in set(labelled["task"])]
     settings = _Settings(top_k, rank_range, sampling, negatives_per_positive, max_similarity, relative_margin,
-                         skip_hierarchy, batch_size, index, index_threshold, seed)
+                         skip_hierarchy, batch_size, index, index_threshold, seed, share)
     similarity = pd.Series(np.nan, index=pairs.index, dtype="float64")
-    found, skipped, reports, kinds = [], [], [], {}
+    found, skipped, reports, share_reports, kinds = [], [], [], [], {}
     timings = {"embed_s": 0.0, "index_s": 0.0, "search_s": 0.0}
     for task in tasks:
         rows = labelled[labelled["task"] == task]
@@ -188,7 +211,11 @@ def mine_hard_negatives(
         similarity.loc[sims.index] = sims
         for key, seconds in times.items():
             timings[key] += seconds
-        mined, report = _balance(task, mined, units, rows, target_positive_share, seed)
+        if share is None:
+            mined, report = _balance(task, mined, units, rows, target_positive_share, seed)
+        else:
+            mined, report, task_share = _keep_share(task, mined, units, rows, share, seed)
+            share_reports.append(task_share)
         found.append(mined)
         reports.append(report)
         skipped += [{"task": task, "reason": r, "candidates": int(n)} for r, n in zip(SKIP_REASONS, counts)]
@@ -197,7 +224,9 @@ def mine_hard_negatives(
     report = pd.concat(reports, ignore_index=True) if reports else pd.DataFrame(columns=_REPORT_COLUMNS)
     skipped_frame = pd.DataFrame(skipped, columns=["task", "reason", "candidates"])
     timings = {k: round(v, 3) for k, v in timings.items()}
-    return MiningResult(rows, similarity, skipped_frame, report, kinds, timings, sampling)
+    share_report = (pd.concat(share_reports, ignore_index=True) if share_reports
+                    else pd.DataFrame(columns=_SHARE_COLUMNS))
+    return MiningResult(rows, similarity, skipped_frame, report, kinds, timings, sampling, share, share_report)
 
 
 def leak_check(mined: pd.DataFrame, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
@@ -303,12 +332,18 @@ def combine(train: pd.DataFrame, result: MiningResult) -> pd.DataFrame:
 
 def mining_metrics(result: MiningResult, before: pd.DataFrame, after: pd.DataFrame, leaks: dict[str, int], *,
                    model: str, source_table: str, seconds: float) -> dict[str, Any]:
-    """The figures of ``metrics/03_negative_mining.json`` (``headline``: at most eight scalars)."""
+    """The figures of ``metrics/03_negative_mining.json`` (``headline``: at most eight scalars).
+
+    ``mined_share`` is the share of mined rows among each task's labelled rows after mining (the headline's:
+    over all tasks); with ``share`` asked, ``share`` holds per task the negatives asked, found and kept, the
+    share reached and whether enough were found (``enough``), and the same per language.
+    """
     skipped = result.skipped
     by_reason = skipped.groupby("reason", sort=False)["candidates"].sum() if len(skipped) else pd.Series()
     mined = result.rows.groupby(["task", "language"]).size() if len(result.rows) else pd.Series(dtype=int)
     balance = class_balance_change(before, after)
     after_share = _positive_share(after[after["label"].notna()])
+    n_labelled = int(after["label"].notna().sum())
     metrics = {
         "enabled": True,
         "sampling": result.sampling,
@@ -326,11 +361,14 @@ def mining_metrics(result: MiningResult, before: pd.DataFrame, after: pd.DataFra
         "index": result.index,
         "timings": {**result.timings, "total_s": round(seconds, 3)},
         "similarity": similarity_summary(after),
+        "mined_share": mined_share(result.rows, after),
     }
+    if result.share is not None:
+        metrics["share"] = share_summary(result)
     metrics["headline"] = {  # the step's time is on the index page (run status), so it is left out here
         "sampling": result.sampling,
         "mined_negatives": len(result.rows),
-        "queries_mined": int(result.report["queries"].sum()) if len(result.report) else 0,
+        "mined_share": round(len(result.rows) / n_labelled, 4) if n_labelled else None,
         "skipped_labelled_positive": metrics["skipped_total"]["labelled_positive"],
         "skipped_hierarchy": metrics["skipped_total"]["hierarchy"],
         "skipped_margin_or_cap": sum(metrics["skipped_total"][r] for r in ("within_margin", "above_cap")),
@@ -338,6 +376,24 @@ def mining_metrics(result: MiningResult, before: pd.DataFrame, after: pd.DataFra
         "positive_share_after": None if after_share is None else round(after_share, 4),
     }
     return metrics
+
+
+def mined_share(mined: pd.DataFrame, after: pd.DataFrame) -> dict[str, float]:
+    """Per task, the mined rows over the labelled rows after mining (``after``: the training table plus them)."""
+    labelled = after[after["label"].notna()]
+    counts = mined.groupby("task").size()
+    return {str(task): round(int(counts.get(task, 0)) / n, 4)
+            for task, n in labelled.groupby("task", sort=False).size().items()}
+
+
+def share_summary(result: MiningResult) -> dict[str, Any]:
+    """The ``share`` section of the metrics: asked, found and kept per task, the share reached, and per language."""
+    per_task = {}
+    for task, part in result.share_report.groupby("task", sort=False):
+        rows, asked, found, kept = (int(part[c].sum()) for c in ("rows", "asked", "found", "kept"))
+        per_task[str(task)] = {"rows": rows, "asked": asked, "found": found, "kept": kept,
+                               "share_reached": round(kept / (rows + kept), 4), "enough": found >= asked}
+    return {"asked": result.share, "per_task": per_task, "per_language": _records(result.share_report)}
 
 
 def class_balance_change(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
@@ -410,9 +466,11 @@ class _Settings:
     index: str
     index_threshold: int
     seed: int
+    share: float | None = None
 
 
 _REPORT_COLUMNS = ["task", "language", "queries", "short", "mined", "dropped_for_balance", "added"]
+_SHARE_COLUMNS = ["task", "language", "rows", "asked", "per_positive", "found", "kept"]
 _ROW_DTYPES = {"id": "int64", "label": "Int8", "source_id": "Int64", "similarity": "float64", "rank": "Int64"}
 
 
@@ -435,6 +493,16 @@ def _check_arguments(top_k: int, rank_range: tuple[int, int] | None, sampling: s
         raise ValueError(f"index must be one of {', '.join(INDEX_KINDS)}, got {index!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
+def _check_share(share: float | None, positive_share: float | None) -> None:
+    if share is None:
+        return
+    if not 0 < share < 1:
+        raise ValueError(f"share must lie strictly between 0 and 1, got {share}")
+    if positive_share is not None:
+        raise ValueError("share and target_positive_share set the volume two ways: give one of them "
+                         f"(share={share}, target_positive_share={positive_share})")
 
 
 def _faiss() -> Any:
@@ -464,6 +532,7 @@ def _mine_task(task: str, rows: pd.DataFrame, others: pd.DataFrame, extra: list[
     index kind, timings)."""
     timings = {}
     units = _units(rows)
+    units["want"] = units["n_positive"].to_numpy() * _per_positive_asks(rows, units, cfg)
     cand_texts = list(dict.fromkeys([*rows["target"], *extra]))
     query_texts = list(dict.fromkeys(rows["query"] if score_rows else units["query"]))
     tick = time.perf_counter()
@@ -527,7 +596,7 @@ def _draw_from_catalogue(task: str, units: pd.DataFrame, cand_texts: list[str], 
     n = len(cand_texts)
     catalogue = np.argsort(np.asarray(cand_texts, dtype=object), kind="stable")  # sorted: order-free draws
     unit_hash = _text_hash(units["language"].astype(str) + "\x1f" + units["query"].astype(str))
-    want = units["n_positive"].to_numpy() * cfg.per_positive
+    want = units["want"].to_numpy()
     picked = []
     short = np.zeros(len(units), dtype=bool)
     retry_rows = max(1, 2**22 // max(n, 1))  # queries drawing the whole catalogue at a time
@@ -608,6 +677,23 @@ def _units(rows: pd.DataFrame) -> pd.DataFrame:
     positives = rows[rows["label"].astype("Int8").eq(1).fillna(False)]
     grouped = positives.groupby(["language", "query"], sort=True)["id"]
     return pd.DataFrame({"n_positive": grouped.size(), "source_id": grouped.min()}).reset_index()
+
+
+def _per_positive_asks(rows: pd.DataFrame, units: pd.DataFrame, cfg: _Settings) -> np.ndarray:
+    """Negatives each unit asks per positive row: ``negatives_per_positive``; with a share, per language one
+    more than the share's quota over the language's positive rows, so short queries are made up by others."""
+    if cfg.share is None:
+        return np.full(len(units), cfg.per_positive, dtype=np.int64)
+    quota = _share_quotas(rows, cfg.share)
+    positives = units.groupby("language")["n_positive"].sum()
+    ask = np.ceil(quota.reindex(positives.index).to_numpy() / positives.to_numpy() - 1e-9).astype(np.int64) + 1
+    ask = pd.Series(np.maximum(ask, cfg.per_positive), index=positives.index)
+    return units["language"].map(ask).to_numpy(dtype=np.int64)
+
+
+def _share_quotas(rows: pd.DataFrame, share: float) -> pd.Series:
+    """Per language (sorted), the mined rows that give it ``share``: ``share / (1 - share) * labelled rows``."""
+    return rows.groupby("language", sort=True).size().astype("float64") * (share / (1 - share))
 
 
 def _row_similarity(rows: pd.DataFrame, query_vecs: np.ndarray, cand_vecs: np.ndarray,
@@ -739,7 +825,7 @@ def _pick(batch: pd.DataFrame, start: int, sims: np.ndarray, ids: np.ndarray, gu
     order = np.argsort(priority, axis=1, kind="stable")
     slot = np.empty_like(order)
     np.put_along_axis(slot, order, np.arange(ids.shape[1])[None, :].repeat(len(ids), 0), axis=1)
-    want = (batch["n_positive"].to_numpy() * cfg.per_positive)[:, None]
+    want = batch["want"].to_numpy()[:, None]
     keep = allowed & (slot < want)
     r, c = np.nonzero(keep)
     found = pd.DataFrame({"unit": unit_rows[r], "cand": ids[r, c], "similarity": sims[r, c].astype("float64"),
@@ -765,24 +851,82 @@ def _balance(task: str, mined: pd.DataFrame, units: pd.DataFrame, rows: pd.DataF
     """Keep at most as many negatives per language as ``share`` allows, spreading them over queries."""
     label = rows["label"].astype("float64")
     counts = label.groupby(rows["language"]).agg(["sum", "size"])
+    found = mined.groupby("language").size()
+    allowed = {}
+    for language in units["language"].unique():
+        allowed[language] = int(found.get(language, 0))
+        if share is not None:
+            positives, total = counts.loc[language, "sum"], counts.loc[language, "size"]
+            room = math.floor(positives * (1 - share) / share + 1e-9) - int(total - positives)
+            allowed[language] = min(allowed[language], max(0, room))
+    return _keep_per_language(task, mined, units, allowed, seed)
+
+
+def _keep_share(task: str, mined: pd.DataFrame, units: pd.DataFrame, rows: pd.DataFrame, share: float,
+                seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Keep the number of negatives that gives the task ``share`` (or all found), spread over languages in
+    proportion to their rows; also returns the task's ``share_report`` rows."""
+    quota = _share_quotas(rows, share)
+    found = mined.groupby("language").size().reindex(quota.index, fill_value=0).to_numpy()
+    kept = _allocate(quota.to_numpy(), found)
+    ask = (units["want"] // units["n_positive"]).groupby(units["language"]).max()
+    report = pd.DataFrame({
+        "task": task, "language": quota.index, "rows": rows.groupby("language", sort=True).size().to_numpy(),
+        "asked": _allocate(quota.to_numpy(), np.full(len(quota), np.iinfo(np.int64).max)),
+        "per_positive": ask.reindex(quota.index, fill_value=0).to_numpy(), "found": found, "kept": kept,
+    }, columns=_SHARE_COLUMNS)
+    mined, balance = _keep_per_language(task, mined, units, dict(zip(quota.index, kept.tolist())), seed)
+    return mined, balance, report
+
+
+def _allocate(quota: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """Integers near ``quota`` summing to ``round(sum(quota))`` (or ``sum(limits)`` when smaller), none above
+    its limit: each within one of its quota when no limit binds; what a limited group cannot take is spread
+    over the others in proportion to their quota (largest remainder throughout, ties to the first)."""
+    out = np.zeros(len(quota), dtype=np.int64)
+    fixed = np.zeros(len(quota), dtype=bool)
+    total, target = int(math.floor(quota.sum() + 0.5 + 1e-9)), quota.astype("float64")
+    while (~fixed).any():
+        part = np.zeros(len(quota), dtype=np.int64)
+        part[~fixed] = _largest_remainder(target[~fixed], total - int(out[fixed].sum()))
+        over = ~fixed & (part > limits)
+        if not over.any():
+            out[~fixed] = part[~fixed]
+            break
+        out[over], fixed = limits[over], fixed | over
+        free = np.where(fixed, 0.0, quota)
+        if free.sum() > 0:
+            target = free * max(0, total - int(out[fixed].sum())) / free.sum()
+    return out
+
+
+def _largest_remainder(quota: np.ndarray, total: int) -> np.ndarray:
+    """``floor(quota)`` plus one for the ``total - sum(floor)`` largest fractional parts (earliest first on ties)."""
+    base = np.floor(quota + 1e-9).astype(np.int64)
+    extra = max(0, min(total - int(base.sum()), len(quota)))
+    order = np.argsort(-(quota - base), kind="stable")
+    base[order[:extra]] += 1
+    return base
+
+
+def _keep_per_language(task: str, mined: pd.DataFrame, units: pd.DataFrame, allowed: Mapping[str, int],
+                       seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep ``allowed[language]`` of each language's mined rows: every query's first negative before any
+    query's second, ties in a seeded order; the report per task and language."""
     keep = np.ones(len(mined), dtype=bool)
     report = []
     for language, unit_part in units.groupby("language", sort=True):
         idx = np.flatnonzero(mined["language"].to_numpy() == language)
-        allowed = len(idx)
-        if share is not None:
-            positives, total = counts.loc[language, "sum"], counts.loc[language, "size"]
-            room = math.floor(positives * (1 - share) / share + 1e-9) - int(total - positives)
-            allowed = min(allowed, max(0, room))
-        if allowed < len(idx):
+        allowed_here = min(len(idx), allowed.get(language, len(idx)))
+        if allowed_here < len(idx):
             part = mined.iloc[idx]
             with np.errstate(over="ignore"):
                 tie = _mix(_text_hash(part["query"]) ^ _mix(_text_hash(part["target"]) + np.uint64(seed + 1)))
             order = np.lexsort((tie, part["slot"].to_numpy()))  # every query's first negative comes first
-            keep[idx[order[allowed:]]] = False
+            keep[idx[order[allowed_here:]]] = False
         report.append({"task": task, "language": language, "queries": len(unit_part),
                        "short": int(unit_part["short"].sum()), "mined": len(idx),
-                       "dropped_for_balance": len(idx) - allowed, "added": allowed})
+                       "dropped_for_balance": len(idx) - allowed_here, "added": allowed_here})
     report = pd.DataFrame(report, columns=_REPORT_COLUMNS)
     return mined[keep].drop(columns="slot").reset_index(drop=True), report
 

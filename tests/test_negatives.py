@@ -382,6 +382,107 @@ def test_random_catalogue_never_draws_a_known_positive_on_smoke_data(audited_run
     assert repeats.empty  # nor a pair already labelled negative
 
 
+# ------------------------------------------------------------------ share: the hard-negative ratio as one setting
+
+
+@pytest.mark.parametrize("sampling", negatives.SAMPLINGS)
+def test_share_is_reached_per_task_and_language_on_smoke_data(audited_run, sampling):
+    train, dev = smoke_tables(audited_run)
+    labelled = train[train["label"].notna()]
+    rows = labelled.groupby(["task", "language"]).size()
+    for share in (0.1, 0.3, 0.5):
+        result = mine_hard_negatives(train, hashed_embedder, known=[dev], top_k=30, sampling=sampling, share=share)
+        kept = result.rows.groupby(["task", "language"]).size().reindex(rows.index, fill_value=0)
+        # within one row of the share in every task and language, and the nearest whole count per task
+        ideal = share / (1 - share) * rows
+        assert ((kept - ideal).abs() < 1).all(), (share, (kept - ideal).abs().max())
+        for task, n in kept.groupby(level="task").sum().items():
+            assert abs(n - share / (1 - share) * rows[task].sum()) <= 0.5
+            assert abs(n / (rows[task].sum() + n) - share) < 1 / (rows[task].sum() + n)
+        report = result.share_report.set_index(["task", "language"])
+        assert (report["found"] >= report["asked"]).all()  # enough candidates: the case the sweep relies on
+        pd.testing.assert_series_equal(report["kept"], kept, check_names=False)
+        assert (report["per_positive"] >= 2).all()  # one more than the share needs: short queries made up
+        assert leak_check(result.rows, {"train": train, "dev": dev})["total"] == 0
+        metrics = negatives.mining_metrics(result, train, negatives.combine(train, result), {"total": 0}, model="m",
+                                           source_table="train", seconds=0.0)
+        per_task = metrics["share"]["per_task"]
+        assert metrics["share"]["asked"] == share and all(t["enough"] for t in per_task.values())
+        assert {t: v["share_reached"] for t, v in per_task.items()} == metrics["mined_share"]
+        assert abs(metrics["headline"]["mined_share"] - share) < 0.01 and len(metrics["headline"]) <= 8
+
+
+def test_share_subset_is_seeded_and_order_free(audited_run):
+    train, dev = smoke_tables(audited_run)
+    for sampling in ("top", "random"):
+        kwargs = {"known": [dev], "top_k": 30, "sampling": sampling, "share": 0.2}
+        first = mine_hard_negatives(train, hashed_embedder, seed=5, **kwargs).rows
+        again = mine_hard_negatives(train.sample(frac=1, random_state=2).reset_index(drop=True), hashed_embedder,
+                                    seed=5, **kwargs).rows
+        pd.testing.assert_frame_equal(first, again)
+        draws = {tuple(mine_hard_negatives(train, hashed_embedder, seed=s, **kwargs).rows["target"]) for s in range(4)}
+        assert len(draws) > 1, sampling  # the seed picks the subset
+        # spread over queries: no query keeps a second negative while another of its language has none
+        queries = train[train["label"] == 1].groupby(["task", "language", "query"]).size().index
+        per_query = first.groupby(["task", "language", "query"]).size().reindex(queries, fill_value=0)
+        spread = per_query.groupby(level=["task", "language"]).agg(lambda n: n.max() - n.min())
+        assert (spread <= 1).all() and per_query.max() >= 1
+
+
+def few_candidates() -> pd.DataFrame:
+    """Five targets: six queries relevant to t0, t1 and t2 (each may take t3 and t4), one relevant to t3 and t4
+    (it may take t0, t1, t2): 20 labelled rows, 15 allowed candidates in all."""
+    rows = [("QI", "en", f"q{i}", f"t{j}", 1) for i in range(6) for j in range(3)]
+    return pairs(rows + [("QI", "en", "other", "t3", 1), ("QI", "en", "other", "t4", 1)])
+
+
+@pytest.mark.parametrize("sampling", negatives.SAMPLINGS)
+def test_share_keeps_all_and_says_so_when_too_few_are_found(sampling):
+    train = few_candidates()
+    short = mine_hard_negatives(train, hashed_embedder, top_k=5, sampling=sampling, share=0.5)
+    assert len(short.rows) == 15 and leak_check(short.rows, {"train": train})["total"] == 0  # every allowed one
+    report = short.share_report.iloc[0]
+    assert (report["rows"], report["asked"], report["found"], report["kept"]) == (20, 20, 15, 15)
+    metrics = negatives.mining_metrics(short, train, negatives.combine(train, short), {"total": 0}, model="m",
+                                       source_table="train", seconds=0.0)
+    assert metrics["share"]["per_task"]["QI"] == {"rows": 20, "asked": 20, "found": 15, "kept": 15,
+                                                  "share_reached": round(15 / 35, 4), "enough": False}
+    assert "too few found: QI kept 15 of 20 asked" in negatives_step.share_note(metrics)
+    # the same data with a share it can give: exactly that many (round(0.3 / 0.7 * 20) = 9)
+    enough = mine_hard_negatives(train, hashed_embedder, top_k=5, sampling=sampling, share=0.3)
+    assert len(enough.rows) == 9 and enough.share_report["found"].sum() == 15
+
+
+def test_share_moves_a_short_languages_deficit_to_the_others():
+    # every query sees the same four nearest targets A, B, C, D; the en queries are relevant to A, B and C, so
+    # each finds only D (5 in all); the fr queries, asking 2 each (one more than the share needs), find 22
+    sims = {"A": 0.9, "B": 0.85, "C": 0.8, "D": 0.75, **{f"f{i}": 0.5 - 0.02 * i for i in range(10)}}
+    rows = [("QI", "en", f"e{i}", t, 1) for i in range(5) for t in "ABC"]
+    rows += [("QI", "fr", f"r{i}", f"f{i}", 1) for i in range(10)] + [("QI", "fr", "rD", "D", 1)]
+    result = mine_hard_negatives(pairs(rows), PlantedEmbedder(sims), top_k=4, share=0.5)
+    report = result.share_report.set_index("language")
+    assert report["asked"].to_dict() == {"en": 15, "fr": 11} and report["found"].to_dict() == {"en": 5, "fr": 22}
+    # en keeps all it found; fr takes the 10 en could not, so the task still gets exactly its share
+    assert result.rows.groupby("language").size().to_dict() == {"en": 5, "fr": 21}
+    assert report["kept"].to_dict() == {"en": 5, "fr": 21} and report["per_positive"].to_dict() == {"en": 2, "fr": 2}
+
+
+def test_share_replaces_the_cap():
+    train, embed = qc_case()
+    with pytest.raises(ValueError, match="give one"):
+        mine_hard_negatives(train, embed, share=0.3, target_positive_share=0.5)
+    with pytest.raises(ValueError, match="share must lie"):
+        mine_hard_negatives(train, embed, share=1.0)
+    params = load_params(Path(__file__).resolve().parents[1] / "params" / "smoke.yaml")
+    raw = params.model_dump(mode="json")  # a resolved profile carries every key, the cap included
+    raw["negatives"]["share"] = 0.3
+    assert parse_params(raw).negatives.share == 0.3 and parse_params(raw).negatives.target_positive_share == 0.5
+    for bad in (0, 1, 1.5, "many"):
+        raw["negatives"]["share"] = bad
+        with pytest.raises(ParamsError, match="negatives.share"):
+            parse_params(raw)
+
+
 # ------------------------------------------------------------------ with a real (tiny) model and the step
 
 
@@ -467,6 +568,38 @@ def test_step_says_which_sampler_ran(audited_run, embed_cache):
     raw["negatives"]["sampling"] = "catalogue"
     with pytest.raises(ParamsError, match="negatives.sampling"):
         parse_params(raw)
+
+
+def test_step_reaches_the_share_without_the_cap(audited_run, embed_cache):
+    params, run = audited_run
+    # a positive share of 0.6 would allow about half as many; share replaces the cap
+    cfg = params.negatives.model_copy(update={"cache_dir": str(embed_cache), "share": 0.5,
+                                              "target_positive_share": 0.6})
+    metrics = negatives_step.run(params.model_copy(update={"negatives": cfg}), run)
+    train, mined = run.read_table("train"), run.read_table("negatives")
+    rows = train[train["label"].notna()].groupby("task").size()
+    assert mined.groupby("task").size().to_dict() == rows.to_dict()  # 0.5: as many mined as labelled rows
+    for task, figures in metrics["share"]["per_task"].items():
+        assert figures["enough"] and figures["kept"] == figures["asked"] == rows[task]
+        assert figures["share_reached"] == metrics["mined_share"][task] == 0.5
+    assert metrics["headline"]["mined_share"] == 0.5 and len(metrics["headline"]) <= 8
+    assert metrics["parameters"]["share"] == 0.5 and metrics["leak_check"]["total"] == 0
+    assert "share 0.5 asked, reached QC 0.5, QI 0.5" in run.path("run.log").read_text()
+
+
+def test_share_none_writes_what_a_profile_without_the_field_writes(audited_run, embed_cache):
+    params, run = audited_run
+    raw = params.model_dump(mode="json")
+    raw["negatives"]["cache_dir"] = str(embed_cache)
+    del raw["negatives"]["share"]
+    written = {}
+    for name, profile in [("without", parse_params(raw)), ("none", parse_params({**raw, "negatives": {
+            **raw["negatives"], "share": None}})), ("share", parse_params({**raw, "negatives": {
+            **raw["negatives"], "share": 0.3, "target_positive_share": None}}))]:
+        metrics = negatives_step.run(profile, run)
+        written[name] = [run.table_path(t).read_bytes() for t in ("negatives", "train_negatives")]
+        assert ("share" in metrics) == (name == "share")
+    assert written["none"] == written["without"] != written["share"]
 
 
 def test_disabled_step_writes_only_metrics(audited_run, tmp_path):

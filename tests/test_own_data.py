@@ -26,7 +26,7 @@ from qckit.data import (
 )
 from qckit.demo import write_demo
 from qckit.languages import detect_languages, familiar_language
-from qckit.layout import Layout, PositiveRule, PositiveRuleError
+from qckit.layout import Layout, PositiveRule
 
 HOME_DEPOT = [  # the Home Depot search-relevance layout: relevance graded 1-3 by raters
     {"id": "2", "product_uid": "100001", "product_title": "Simpson Strong-Tie 12-Gauge Angle",

@@ -3,7 +3,9 @@
 Writes ``data/negatives.parquet`` (the created rows; ids above every existing id),
 ``data/train_negatives.parquet`` (the training table with a ``similarity`` column, then the created
 rows) and ``metrics/03_negative_mining.json`` (``sampling`` names the sampler: ``top`` or ``random`` among
-the nearest targets, or ``random_catalogue``, the control that draws from every target). With
+the nearest targets, or ``random_catalogue``, the control that draws from every target; ``mined_share`` the
+mined rows' share of each task's training table; with ``negatives.share``, ``share`` says per task how many
+negatives the share asked for, how many were found and kept, and the share reached). With
 ``negatives.enabled: false`` it writes only the metrics, which say so; later steps then read the previous
 training table. The algorithm lives in ``qckit.negatives``.
 
@@ -65,7 +67,9 @@ def run(params: Params, run: Run) -> dict[str, Any]:
     result = mine_hard_negatives(
         train, embed, known=[df for name, df in splits.items() if name == "dev"], tasks=cfg.tasks,
         top_k=cfg.top_k, rank_range=cfg.rank_range, sampling=cfg.sampling,
-        negatives_per_positive=cfg.negatives_per_positive, target_positive_share=cfg.target_positive_share,
+        negatives_per_positive=cfg.negatives_per_positive, share=cfg.share,
+        # share sets the volume itself, so the cap (on by default) does not apply with it (see NegativesParams)
+        target_positive_share=cfg.target_positive_share if cfg.share is None else None,
         max_similarity=cfg.max_similarity, relative_margin=cfg.relative_margin,
         skip_hierarchy=cfg.skip_hierarchy, batch_size=cfg.batch_size, index=cfg.index,
         index_threshold=cfg.index_threshold, seed=params.run.seed if cfg.seed is None else cfg.seed,
@@ -80,8 +84,20 @@ def run(params: Params, run: Run) -> dict[str, Any]:
     metrics["parameters"] = cfg.model_dump(mode="json")
     run.write_metrics(STEP, metrics)
     run.log(f"{STEP}: {len(result.rows)} negatives ({cfg.sampling} sampling) from {source}, "
-            f"leaked {leaks['total']}")
+            f"leaked {leaks['total']}{share_note(metrics)}")
     return metrics
+
+
+def share_note(metrics: dict[str, Any]) -> str:
+    """With ``negatives.share``: the share asked and reached per task for the run log, and where too few negatives
+    were found; else nothing."""
+    if "share" not in metrics:
+        return ""
+    per_task = metrics["share"]["per_task"]
+    reached = ", ".join(f"{task} {t['share_reached']}" for task, t in per_task.items())
+    short = [f"{task} kept {t['kept']} of {t['asked']} asked" for task, t in per_task.items() if not t["enough"]]
+    return (f"; share {metrics['share']['asked']} asked, reached {reached}"
+            + (f" (too few found: {', '.join(short)})" if short else ""))
 
 
 def input_table_name(run: Run) -> str:
