@@ -56,7 +56,7 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     NEGATIVES: ("data", "demo", "audit", "translation", "negatives", "models"),
     # training: the finetuned detector trains with it (step_input_hash drops it for the other detector)
     NOISE: ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
-    TRAINING: ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
+    TRAINING: ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training", "augmentation"),
     CALIBRATION: ("calibration",),
     ERROR_ANALYSIS: ("analysis",),
 }

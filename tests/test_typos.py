@@ -15,9 +15,10 @@ import yaml
 from conftest import REPO
 
 from qckit import analysis
-from qckit.config import ParamsError, parse_params
+from qckit.config import ParamsError, load_params, parse_params
+from qckit.pipeline import step_input_hash
 from qckit.runs import Run
-from qckit.steps import audit, calibration, error_analysis, training
+from qckit.steps import NOISE, TRAINING, audit, calibration, error_analysis, training
 from qckit.typos import KINDS, add_typos, keyboard_neighbours, misspell, typo_copies
 
 
@@ -334,3 +335,14 @@ def test_figure_pairs_clean_and_typod_bars_per_language(smoke_run):
         assert any("no robustness slice" in t.get_text() for t in empty.axes[0].texts)
     finally:
         plt.close(empty)
+
+
+def test_augmentation_is_an_input_of_step_05_only(tmp_path):
+    """A sweep or a resume must not reuse a step 05 trained without the typo'd copies it now asks for."""
+    params = load_params(REPO / "params" / "smoke.yaml")
+    augmented = params.model_copy(update={"augmentation": params.augmentation.model_copy(update={
+        "typos": params.augmentation.typos.model_copy(update={"rate": 0.1, "share": 0.3})})})
+    notebook = tmp_path / "nb.ipynb"
+    notebook.write_text("{}", encoding="utf-8")
+    assert step_input_hash(params, TRAINING, notebook, "") != step_input_hash(augmented, TRAINING, notebook, "")
+    assert step_input_hash(params, NOISE, notebook, "") == step_input_hash(augmented, NOISE, notebook, "")
