@@ -144,7 +144,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 2
     for error in result.errors:
         print(f"\nqckit sweep: {error}", file=sys.stderr)
-    print(display_table(result.table).to_string(index=False))
+    if len(result.table):
+        print(display_table(result.table).to_string(index=False))
+    else:
+        print("no setting reached step 06 (calibration): no table")
     print(f"report: {result.report}")
     return 0 if result.ok else 1
 

@@ -222,6 +222,8 @@ def _slug(value: Any) -> str:
         return "_".join(f"{k}-{_slug(v)}" for k, v in value.items()) or "none"
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
+    if isinstance(value, (int, float)):  # kept whole: -1 must not read as 1
+        return str(value).replace("+", "")
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-") or "empty"
 
 

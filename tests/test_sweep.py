@@ -102,6 +102,8 @@ def test_folder_names_are_readable_run_ids():
     assert setting_folder({"translation.sources": ["en", "es"], "noise.threshold": 0.7}) == \
         "translation.sources-en_es__noise.threshold-0.7"
     assert setting_folder({"negatives.max_similarity": None}) == "negatives.max_similarity-null"
+    assert setting_folder({"run.seed": -1}) == "run.seed--1" and setting_folder({"noise.lr_c": 1e-20}) == \
+        "noise.lr_c-1e-20"
     assert setting_folder({"calibration.paper_thresholds": {"QC": 0.4}}) == "calibration.paper_thresholds-QC-0.4"
     long = setting_folder({"translation.prompt": "x" * 300})
     assert len(long) <= 200 and check_run_id(long) == long
@@ -161,7 +163,8 @@ def test_table_gains_against_the_first_setting_on_hand_made_predictions(tmp_path
     settings = fake_sweep(tmp_path, [parse_set("noise.threshold=0.7,0.8,0.9")], [weak, weak.copy(), y * 0.8 + 0.1], y)
     table = sweep_table(tmp_path, settings).set_index("setting")
     first, same, better = (s.folder for s in settings)
-    assert list(table.columns[:2]) == ["noise.threshold", "task"] and table["noise.threshold"].tolist() == [0.7, 0.8, 0.9]
+    assert list(table.columns[:2]) == ["noise.threshold", "task"]
+    assert table["noise.threshold"].tolist() == [0.7, 0.8, 0.9]
     for folder in (first, same):  # identical predictions: no gain, a zero-width interval
         assert table.loc[folder, ["gain_vs_first", "gain_low", "gain_high"]].tolist() == [0.0, 0.0, 0.0]
     row = table.loc[better]
@@ -249,6 +252,7 @@ def test_a_failed_step_exits_1_and_stops_the_sweep(tmp_path):
     assert (root / "noise.threshold-0.7" / "metrics" / "01_check.json").exists()
     assert not (root / "noise.threshold-0.8").exists()  # stopped at the failure
     assert f"report: {root / 'report' / 'index.html'}" in proc.stdout and (root / "report" / "index.html").exists()
+    assert "no setting reached step 06" in proc.stdout  # these notebooks calibrate nothing
 
 
 # on the smoke profile: a step-05 sweep runs steps 01-04 once -------------------------------------------------
