@@ -9,8 +9,10 @@ command a user runs for it on their own profile:
 
 - ``negative_share``: no negatives against mined negatives at 10 / 30 / 50 % of the training table:
   ``qckit sweep -p P --zip --set negatives.enabled=false,true,true,true --set negatives.share=null,0.1,0.3,0.5``
-- ``negative_sampler``: semantic (top-k) against random-catalogue negatives at the same volume:
-  ``qckit sweep -p P --set negatives.enabled=true --set negatives.sampling=top,random_catalogue``
+- ``negative_sampler``: semantic (top-k) against random-catalogue negatives at the same volume (a fixed share;
+  asked per query alone, the guards leave top-k shorter than the catalogue):
+  ``qckit sweep -p P --set negatives.enabled=true --set negatives.share=0.1
+  --set negatives.sampling=top,random_catalogue``
 - ``noise_level``: self-validation flags at confidence 0.7 / 0.8 / 0.9 removed, the detector's precision measured
   against 10 % of labels flipped in a copy: ``qckit sweep -p P --set noise.enabled=true
   --set noise.threshold=0.7,0.8,0.9``
@@ -52,8 +54,8 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
         "profile": {"negatives": {"enabled": True}},
         "sets": [("negatives.enabled", [False, True, True, True]), ("negatives.share", [None, 0.1, 0.3, 0.5])],
         "mode": "zip", "step": "03_negative_mining"},
-    "negative_sampler": {
-        "profile": {"negatives": {"enabled": True}},
+    "negative_sampler": {  # a fixed share: both samplers add exactly as many rows (top-k alone finds fewer)
+        "profile": {"negatives": {"enabled": True, "share": 0.1}},
         "sets": [("negatives.sampling", ["top", "random_catalogue"])], "mode": "grid", "step": "03_negative_mining"},
     "noise_level": {
         "profile": {"noise": {"enabled": True, "scores": "self_validation", "measure_rate": 0.1}},
