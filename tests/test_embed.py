@@ -225,6 +225,18 @@ def test_torch_threads_stay_within_the_physical_cores(monkeypatch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_asleep_unless_the_environment_says_otherwise(given, expected):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | (
+        {"OMP_WAIT_POLICY": given} if given else {})
+    code = "import os, qckit.embed; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
+
+
 @pytest.mark.slow
 def test_e5_in_bf16_is_within_cosine_0_9999_of_float32(tmp_path, models_dir):
     texts = ["wireless earbuds", "consumer electronics,earphones & headphones,earphones", "tênis de corrida",

@@ -218,6 +218,34 @@ def test_step_05_with_the_embedding_head_scores_dev_and_draws_curves(tmp_path):
     plt.close(fig)
 
 
+def test_step_05_metrics_say_where_the_training_time_went(tmp_path):
+    """The trees head's phases cover its whole training call: step 05's metrics say what a slow run spent its
+    time on (embedding, features, neighbours, trees, curve, saving)."""
+    import time
+
+    from qckit.heads.trees import TRAINING_PHASES
+
+    params = load_params(REPO / "params" / "smoke.yaml")
+    tp = params.training.model_copy(update={
+        "head": "embedding", "embedding": params.training.embedding.model_copy(update={"trees": 10})})
+    params = params.model_copy(update={"training": tp})
+    run = Run(tmp_path / "run").ensure()
+    audit.run(params, run)
+    train, dev = run.read_training_table(), run.read_table("dev")
+    start = time.perf_counter()
+    figures = heads.train(train, dev, params, output_dir=tmp_path / "m")
+    wall = time.perf_counter() - start
+    phases = figures["phase_seconds"]
+    assert {"preparing", "embedding", "features", "neighbours", "trees", "curve", "saving"} == set(phases)
+    assert set(phases) <= set(TRAINING_PHASES) and all(v >= 0 for v in phases.values())
+    # everything up to the trees is what `seconds` times; the curve and saving come after it
+    before_curve = sum(v for k, v in phases.items() if k not in ("curve", "saving"))
+    assert before_curve == pytest.approx(figures["seconds"], abs=0.5)
+    assert sum(phases.values()) <= wall  # the phases lie inside the call (no claim on how fast it is)
+    metrics = training.run(params, run)
+    assert set(metrics["models"]["joint"]["phase_seconds"]) == set(phases)
+
+
 def grouped_batches_drawn(monkeypatch) -> list[int]:
     """Spy on qckit's length-grouped batch sampler: the returned list gets the row count of every dataset a
     sentence-transformers Trainer builds it for."""
