@@ -189,9 +189,10 @@ def render_compare(runs: Sequence[Run]) -> str:
     head = "".join(f"<th>{e(label)}</th>" for label in labels)
     headline = headline_table(runs)
     judged = {k: True for k in headline.index if "F1" in k and "all-positive" not in k}  # the floor is no score
+    calibrations = [_read(run, CALIBRATION) for run in runs]  # each run's step 06 metrics, read once
     verdicts = "".join(
-        f"<tr><td class='key'>{e(label)}</td><td>{' '.join(e(v.text) for v in verdict_lines(_read(run, CALIBRATION)))}"
-        f"</td></tr>" for label, run in zip(labels, runs))
+        f"<tr><td class='key'>{e(label)}</td><td>{' '.join(e(v.text) for v in verdict_lines(calibration))}"
+        f"</td></tr>" for label, calibration in zip(labels, calibrations))
     by_language, zero_shot = language_f1(runs)
     language_rows = _figure_rows(by_language, {" ".join(k): True for k in by_language.index}, labels)
     zs_note = (", ".join(f"{t} {lang}" for t, lang in sorted(zero_shot)) or "none")
@@ -201,8 +202,7 @@ def render_compare(runs: Sequence[Run]) -> str:
             e(key), "".join(f"<td{CHANGED if i and v != row.iloc[0] else ''}>{e(str(v))}</td>"
                             for i, v in enumerate(row)))
         for key, row in params.iterrows())
-    thresholds = [thresholds_from_metrics(_read(run, CALIBRATION))[0] if _read(run, CALIBRATION).get("thresholds")
-                  else {} for run in runs]
+    thresholds = [thresholds_from_metrics(c)[0] if c.get("thresholds") else {} for c in calibrations]
     threshold_note = "; ".join(f"{label}: " + (", ".join(f"{t} {v:.3f}" for t, v in th.items()) or "not calibrated")
                                for label, th in zip(labels, thresholds))
     return f"""<!DOCTYPE html>
