@@ -25,7 +25,7 @@ import pandas as pd
 
 from qckit import TASKS, heads
 from qckit.calibrate import PAPER_THRESHOLDS, apply_thresholds, thresholds_from_metrics
-from qckit.config import load_params
+from qckit.config import Params, load_params
 from qckit.data import read_pairs, read_records
 from qckit.layout import OFFICIAL, Layout
 from qckit.runs import Run, atomic_path
@@ -95,13 +95,15 @@ def parse_thresholds(spec: str) -> str | dict[str, float]:
     return out
 
 
-def _layout(run: Run) -> Layout:
-    """How the run's files name the kit's fields: test files come in the same form as its training files."""
+def _run_params(run: Run) -> Params:
+    """The run's own parameters (its params.yaml); field defaults for a run directory without one."""
     path = run.path("params.yaml")
-    if not path.exists():
-        return OFFICIAL
-    data = load_params(path).data
-    return data.layout() if data.source == "files" else OFFICIAL
+    return load_params(path) if path.exists() else Params(name=run.root.name)
+
+
+def _layout(params: Params) -> Layout:
+    """How the run's files name the kit's fields: test files come in the same form as its training files."""
+    return params.data.layout() if params.data.source == "files" else OFFICIAL
 
 
 def _thresholds(run: Run, spec: str | dict[str, float]) -> tuple[dict[str, float], dict | None]:
@@ -135,7 +137,8 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str
     spec = parse_thresholds(thresholds) if isinstance(thresholds, str) else thresholds
     thresholds, language = _thresholds(run, spec)
     tables, seen = [], {}
-    layout = _layout(run)
+    params = _run_params(run)
+    layout = _layout(params)
     for path in map(Path, inputs):
         df = read_pairs(path, line_numbers=True, layout=layout)
         _check_ids(seen, path, df)
@@ -153,7 +156,7 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str
         preds = pd.Series(0, index=df.index)
         for task in sorted(df.task.unique()):
             rows = df[df.task == task]
-            scored = heads.score(heads.load(_model_for(run, task)), rows)
+            scored = heads.score_folder(_model_for(run, task), rows, params)
             preds.loc[rows.index] = apply_thresholds(scored, thresholds, language_thresholds=language)
         for rec, task, pred in zip(records, df.task, preds):
             per_task.setdefault(task, []).append({**rec, "prediction": int(pred)})

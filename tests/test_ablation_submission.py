@@ -230,8 +230,7 @@ def fake_run(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake_scoring(monkeypatch):
-    monkeypatch.setattr(submission.heads, "load", lambda path: path)
-    monkeypatch.setattr(submission.heads, "score", lambda model, rows: rows.assign(score=0.9))
+    monkeypatch.setattr(submission.heads, "score_folder", lambda folder, rows, params: rows.assign(score=0.9))
 
 
 def predict_cli(run: Path, inputs: list[Path], output: Path) -> subprocess.CompletedProcess:
@@ -317,8 +316,7 @@ def test_predict_leaves_nothing_half_written(fake_run, fake_scoring, tmp_path, m
 @pytest.fixture
 def scored_at(monkeypatch):
     """Fake scoring: each row's score is the number after 'query ' divided by 10 (query 3 -> 0.3)."""
-    monkeypatch.setattr(submission.heads, "load", lambda path: path)
-    monkeypatch.setattr(submission.heads, "score", lambda model, rows: rows.assign(
+    monkeypatch.setattr(submission.heads, "score_folder", lambda folder, rows, params: rows.assign(
         score=rows["query"].str.split().str[-1].astype(float) / 10))
 
 

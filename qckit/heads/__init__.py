@@ -32,7 +32,7 @@ from qckit.heads.common import META_FILE, LoadedModel, UnsafeArtefactError, read
 from qckit.progress import stage
 
 __all__ = ["META_FILE", "LoadedModel", "UnsafeArtefactError", "fit_and_score", "load", "read_meta", "score",
-           "train"]
+           "score_folder", "train"]
 
 
 def train(train_df: pd.DataFrame, dev_df: pd.DataFrame | None, params: Params, *, output_dir: str | Path,
@@ -84,6 +84,13 @@ def score(model: LoadedModel | str | Path, df: pd.DataFrame, *, batch_size: int 
     result["logit"] = logodds
     result["score"] = 1.0 / (1.0 + np.exp(-logodds))
     return result
+
+
+def score_folder(model_dir: str | Path, df: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """df's rows scored by the model saved in ``model_dir`` the way a run's ``params`` say (batch size,
+    ``trust_remote_code``): what step 05, step 07 and ``qckit predict`` call for a trained model."""
+    loaded = load(model_dir, trust_remote_code=params.models.trust_remote_code)
+    return score(loaded, df, batch_size=params.training.eval_batch_size)
 
 
 def fit_and_score(train_df: pd.DataFrame, score_df: pd.DataFrame, params: Params, *, output_dir: str | Path,

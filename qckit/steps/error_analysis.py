@@ -74,8 +74,7 @@ def score_with_typos(params: Params, run: Run, rows: pd.DataFrame, plan: dict[st
         mask = changed & typo["task"].isin(tasks).to_numpy()
         if not mask.any():
             continue
-        model = heads.load(run.path("models", name), trust_remote_code=params.models.trust_remote_code)
-        scored = heads.score(model, typo[mask], batch_size=params.training.eval_batch_size)
+        scored = heads.score_folder(run.path("models", name), typo[mask], params)
         typo.loc[mask, columns] = scored[columns].to_numpy()
     return typo
 

@@ -117,8 +117,7 @@ def score_run(params: Params, run: Run, plan: dict[str, list[str]]) -> dict[str,
         for name, tasks in plan.items():
             rows = df[df.task.isin(tasks)]
             if len(rows):
-                model = heads.load(run.path("models", name), trust_remote_code=params.models.trust_remote_code)
-                parts.append(heads.score(model, rows, batch_size=params.training.eval_batch_size))
+                parts.append(heads.score_folder(run.path("models", name), rows, params))
         preds = pd.concat(parts).loc[:, PREDICTION_COLUMNS]
         preds = preds.set_index("id").loc[df.id].reset_index()  # the split's order
         write_parquet_atomic(preds, run.path("predictions", f"{split}.parquet"))
