@@ -101,8 +101,9 @@ def _cmd_params(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     try:
         report: dict[str, dict] = {}
-        written = predict_files(args.run, args.input, args.output, thresholds=args.thresholds, report=report)
-    except (SubmissionError, DataError, UnsafeArtefactError, FileNotFoundError) as err:
+        written = predict_files(args.run, args.input, args.output, thresholds=args.thresholds, report=report,
+                                backend=args.backend)
+    except (SubmissionError, DataError, UnsafeArtefactError, FileNotFoundError, ImportError) as err:
         print(f"qckit predict: {err}", file=sys.stderr)
         return 2
     for task, r in sorted(report.items()):
@@ -237,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="folder for submit_QC.txt, submit_QI.txt, submit.zip")
     p.add_argument("--thresholds", default="calibrated",
                    help="calibrated (step 06's, the default), paper (QC 0.4, QI 0.2) or per task: QC=0.4,QI=0.2")
+    p.add_argument("--backend", choices=["hf", "vllm"],
+                   help="score with transformers (hf) or a vLLM engine (GPUs, yes_no head) in place of the run's "
+                   "scoring.backend")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("ablate", help="run the chain per variant and write the ablation table")

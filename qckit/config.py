@@ -29,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
@@ -309,6 +310,78 @@ class EmbeddingHeadParams(Section):
                                                 description="A second, cross-fitted encoder with trees of its own.")
 
 
+class LauncherParams(Section):
+    """How step 05 trains: in its own process, or one torchrun job per model of its plan (several GPUs, nodes)."""
+
+    kind: Literal["none", "torchrun"] = Field(
+        "none", description="'none': step 05 trains in its own process; 'torchrun': each model of its plan (joint, or "
+        "one per task; two-stage inside) is trained by one torchrun job (DDP through the HF Trainer, DeepSpeed with "
+        "training.deepspeed), then step 05 scores dev and test in its own process as usual. Not for head "
+        "'embedding' (trees, one process): an error.")
+    nproc_per_node: int | Literal["gpu", "auto"] = Field(
+        "gpu", description="Training processes on each node: a number (on a CPU: gloo processes), 'gpu': one per "
+        "visible GPU, 'auto': one per GPU, or per CPU core when there is none.")
+    nnodes: int | str = Field(
+        1, description="Nodes taking part: a number, or 'MIN:MAX' (elastic). More than one needs rdzv_endpoint; node "
+        "0 runs `qckit run`, each other node the join command (README, 'Several GPUs and nodes').")
+    rdzv_endpoint: str | None = Field(
+        None, description="host:port of the rendezvous that every node reaches (node 0's address and a free port); "
+        "needed when nnodes > 1. None: a rendezvous on this node alone.")
+    rdzv_backend: Literal["c10d"] = Field(
+        "c10d", description="torchrun's rendezvous backend with rdzv_endpoint: c10d, the one that needs no service "
+        "of its own (node 0's torchrun hosts it).")
+    rdzv_id: str | None = Field(
+        None, description="The rendezvous id the nodes share; each model's job appends its name. None: the run id.")
+    master_port: int | None = Field(
+        None, ge=1, le=65535, description="One node without rdzv_endpoint: the port of its local rendezvous; "
+        "None: a free port (torchrun --standalone).")
+    max_restarts: int = Field(
+        0, ge=0, description="torchrun's restarts of a failed job (its training resumes from the newest checkpoint).")
+
+    @field_validator("nproc_per_node")
+    @classmethod
+    def _positive_processes(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"a number of processes is at least 1, not {value}")
+        return value
+
+    @field_validator("nnodes")
+    @classmethod
+    def _nodes_or_range(cls, value: int | str) -> int | str:
+        parts = str(value).split(":")
+        if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"expected a number of nodes or 'MIN:MAX', got {value!r}")
+        low, high = int(parts[0]), int(parts[-1])
+        if not 1 <= low <= high:
+            raise ValueError(f"expected 1 <= MIN <= MAX nodes, got {value!r}")
+        return low if len(parts) == 1 else f"{low}:{high}"
+
+    @field_validator("rdzv_endpoint")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 1 <= int(port) <= 65535 or any(c.isspace() for c in value):
+            raise ValueError(f"expected host:port (e.g. node0.cluster:29400), got {value!r}")
+        return value
+
+    @property
+    def max_nodes(self) -> int:
+        """The most nodes the job may have (MAX of 'MIN:MAX')."""
+        return int(str(self.nnodes).split(":")[-1])
+
+    @model_validator(mode="after")
+    def _rendezvous_fits(self) -> LauncherParams:
+        if self.max_nodes > 1 and self.rdzv_endpoint is None:
+            raise ValueError(f"nnodes {self.nnodes!r}: several nodes need rdzv_endpoint (host:port of node 0, "
+                             "reachable from the others)")
+        if self.rdzv_endpoint is not None and self.master_port is not None:
+            raise ValueError("rdzv_endpoint and master_port both set: give one (master_port is for one node without "
+                             "rdzv_endpoint)")
+        return self
+
+
 class TrainingParams(Section):
     enabled: bool = Field(True, description="Run step 05; when false the step writes only its metrics.")
     head: Literal["classifier", "yes_no", "embedding"] = Field(
@@ -326,6 +399,10 @@ class TrainingParams(Section):
         "joint", description="One model for both tasks, or one model per task."
     )
     two_stage: bool = Field(False, description="Train on the other task first (the challenge winner), then this one.")
+    folds: int | None = Field(
+        None, ge=2, description="Train each model of the plan as k models on query-grouped folds of the labelled "
+        "train and dev rows (the top team's five-fold ensemble): dev is scored out of fold, test by the mean of the "
+        "k models' log-odds; None: one model on train.")
     epochs: float = Field(2.0, gt=0, description="Training epochs.")
     learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate (linear decay after warm-up).")
     head_learning_rate: float | None = Field(
@@ -366,6 +443,14 @@ class TrainingParams(Section):
     dev_eval_rows: int | None = Field(None, gt=0, description="Cap dev rows used for per-epoch evaluation.")
     merge_adapter: bool = Field(False, description="Also write a merged model (LoRA weights folded in).")
     num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None: torch's default.")
+    launcher: LauncherParams = Field(
+        default_factory=LauncherParams, description="Step 05 in one process, or one torchrun job per model.")
+    deepspeed: str | None = Field(
+        None, description="DeepSpeed JSON config for the HF Trainer of step 05's torchrun jobs (ZeRO stage 0, 1 or 2; "
+        "params/deepspeed/zero2.json: ZeRO-2 with the Trainer's 'auto' values, the challenge winners' setting); "
+        "needs launcher.kind 'torchrun' and the deepspeed package. A relative path is read from the folder "
+        "`qckit run` starts in, as data paths are. Training in a step's own process (step 04's fine-tuned "
+        "detector) runs without it.")
     per_task: dict[Task, dict[str, Any]] = Field(
         default_factory=dict, description="tasks_mode 'separate': settings of this section that differ for one "
         "task's model, e.g. {QI: {embedding: {cross_encoder: {enabled: true}}}} (nested sections merge key by key).")
@@ -402,6 +487,21 @@ class TrainingParams(Section):
         if self.head_learning_rate is not None and self.head != "classifier":
             raise ValueError(f"head_learning_rate is for the classifier head's new layers; head {self.head!r} has "
                              "none (the yes_no head reads the model's own output layer)")
+        return self
+
+    @model_validator(mode="after")
+    def _launch_fits(self) -> TrainingParams:
+        if any("launcher" in override for override in self.per_task.values()):
+            raise ValueError("per_task cannot set launcher: one launcher trains every model of step 05")
+        if self.head == "embedding" and self.deepspeed is not None:
+            raise ValueError("deepspeed: head 'embedding' trains no network under the HF Trainer (frozen encoder + "
+                             "trees); remove training.deepspeed")
+        if self.head == "embedding" and self.launcher.kind == "torchrun":
+            raise ValueError("launcher.kind 'torchrun': head 'embedding' has no distributed training (frozen encoder "
+                             "+ trees, one process); set launcher.kind: none")
+        if self.deepspeed is not None and self.launcher.kind != "torchrun":
+            raise ValueError("deepspeed runs in the processes a launcher starts: set launcher.kind: torchrun "
+                             "(nproc_per_node: 1 for one GPU)")
         return self
 
 
@@ -565,6 +665,44 @@ class TypoAugmentationParams(Section):
     seed: int | None = Field(None, description="Seed of the draw and of the typos; None: run.seed.")
 
 
+class ScoringParams(Section):
+    backend: Literal["hf", "vllm"] = Field(
+        "hf", description="How a trained model scores dev and test (step 05), step 07's typo slice and `qckit "
+        "predict`: 'hf': qckit's prefix-cached transformers scorer (CPU or one GPU); 'vllm': a vLLM engine on GPUs "
+        "(pip install 'qckit[gpu]'; head yes_no only), LoRA adapters through LoRA requests, prefix caching on, the "
+        "same token ids and the same p(yes) = softmax over the two label words.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs the model is split over.")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="vllm: share of each GPU's memory the engine takes (weights, key/value cache).")
+    max_model_len: int | None = Field(
+        None, gt=8, description="vllm: longest prompt plus answer, in tokens; None: the longest prompt step 05's "
+        "encoder can build (the task prefix plus training.max_length tokens of the row) plus the answer token.")
+    max_lora_rank: int | None = Field(
+        None, description="vllm: largest LoRA rank the engine serves (1, 8, 16, 32, 64, 128, 256, 320 or 512); "
+        "None: the adapter's own rank rounded up to one of these.")
+    engine: dict[str, int | float | str | bool] = Field(
+        default_factory=dict, description="vllm: further keyword arguments for vllm.LLM (enforce_eager, "
+        "max_num_seqs, ...; dtype and quantization replace the ones derived from the training precision and "
+        "method). The settings above and those qckit sets itself (model, enable_lora, enable_prefix_caching, "
+        "logprobs_mode, trust_remote_code) are not accepted here.")
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _rank_vllm_serves(cls, value: int | None) -> int | None:
+        if value is not None and value not in (1, 8, 16, 32, 64, 128, 256, 320, 512):
+            raise ValueError(f"vLLM serves LoRA ranks 1, 8, 16, 32, 64, 128, 256, 320 or 512, not {value}")
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_keys_free(cls, value: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(set(value) & {*cls.model_fields, "model", "enable_lora", "enable_prefix_caching",
+                                     "logprobs_mode", "trust_remote_code"})
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: set by qckit or by their own scoring keys, not through engine")
+        return value
+
+
 class AugmentationParams(Section):
     typos: TypoAugmentationParams = Field(
         default_factory=TypoAugmentationParams, description="Typo'd copies of training queries (step 05).")
@@ -581,10 +719,24 @@ class Params(Section):
     translation: TranslationParams = Field(default_factory=TranslationParams)
     negatives: NegativesParams = Field(default_factory=NegativesParams)
     training: TrainingParams = Field(default_factory=TrainingParams)
+    scoring: ScoringParams = Field(default_factory=ScoringParams)
     augmentation: AugmentationParams = Field(default_factory=AugmentationParams)
     calibration: CalibrationParams = Field(default_factory=CalibrationParams)
     analysis: AnalysisParams = Field(default_factory=AnalysisParams)
     noise: NoiseParams = Field(default_factory=NoiseParams)
+
+    @field_validator("scoring")
+    @classmethod
+    def _backend_fits_head(cls, scoring: ScoringParams, info: ValidationInfo) -> ScoringParams:
+        # declared after training, so a valid training section is in info.data
+        training = info.data.get("training")
+        if scoring.backend != "vllm" or training is None:
+            return scoring
+        heads = {training.head, *(training.for_task(t).head for t in training.per_task)}
+        if heads - {"yes_no"}:
+            raise ValueError(f"backend 'vllm' scores the yes_no head only; training.head is "
+                             f"{' / '.join(repr(h) for h in sorted(heads - {'yes_no'}))} (set scoring.backend: hf)")
+        return scoring
 
 
 class ParamsError(ValueError):

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qckit.config import Params, dump_params, load_params
+from qckit.launch import check_launch, with_absolute_paths
 from qckit.report import render_report
 from qckit.runs import Run, atomic_path, write_json_atomic, write_text_atomic
 from qckit.steps import AUDIT, CALIBRATION, ERROR_ANALYSIS, NEGATIVES, NOISE, TRAINING, TRANSLATION
@@ -56,9 +57,10 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     NEGATIVES: ("data", "demo", "audit", "translation", "negatives", "models"),
     # training: the finetuned detector trains with it (step_input_hash drops it for the other detector)
     NOISE: ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training"),
-    TRAINING: ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training", "augmentation"),
+    TRAINING: ("data", "demo", "audit", "translation", "negatives", "noise", "models", "training", "augmentation",
+               "scoring"),
     CALIBRATION: ("calibration",),
-    ERROR_ANALYSIS: ("analysis",),
+    ERROR_ANALYSIS: ("analysis", "scoring"),  # its typo slice scores dev again with step 05's model(s)
 }
 # Files a step writes that are not its artifacts (hashing them would make every marker stale).
 _VOLATILE_DIRS = ("notebooks", "report", ".done", ".scratch")
@@ -135,7 +137,15 @@ def step_input_hash(params: Params, step: str, notebook: Path, prev_state: str) 
     parts["notebook"] = _sha256_file(notebook)
     parts["prev_state"] = prev_state
     parts["data_files"] = {p: _sha256_file(Path(p)) for p in _data_files(params) if Path(p).is_file()}
+    if step == TRAINING:  # an edited DeepSpeed config trains again
+        parts["deepspeed_configs"] = {p: _sha256_file(Path(p)) for p in _deepspeed_files(params) if Path(p).is_file()}
     return _sha256_text(json.dumps(parts, sort_keys=True))
+
+
+def _deepspeed_files(params: Params) -> list[str]:
+    tp = params.training
+    configs = [tp.deepspeed, *(tp.for_task(task).deepspeed for task in tp.per_task)]
+    return sorted({c for c in configs if c})
 
 
 def _data_files(params: Params) -> list[str]:
@@ -188,11 +198,11 @@ def _state_after(prev_state: str, outputs: dict[str, str]) -> str:
 
 # --- run directory ----------------------------------------------------------------------------------
 def resolve_params_paths(params: Params, base: Path) -> Params:
-    """Data paths made absolute (notebooks execute in another folder)."""
+    """Data paths and the DeepSpeed config made absolute (notebooks execute in another folder)."""
     data = params.data.model_copy(
         update={k: [str((base / p).resolve()) for p in getattr(params.data, k)] for k in ("train", "dev", "test")}
     )
-    return params.model_copy(update={"data": data})
+    return with_absolute_paths(params.model_copy(update={"data": data}), base)
 
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
@@ -535,6 +545,8 @@ def run_chain(
     if not all_steps:
         raise RunError(f"no step notebooks (NN_name.ipynb) in {notebooks_dir}")
     selected = select_steps(all_steps, steps or params.run.steps)
+    if TRAINING in selected:
+        check_launch(params)  # step 05's launcher and DeepSpeed config, before step 01 runs
     base = Path(outputs_dir or params.run.outputs_dir)
     run_id = check_run_id(run_id) if run_id is not None else new_run_id(params)
     run, lock = prepare_run_dir(params, base / run_id, resume=resume)

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 
 from qckit import TASKS, heads
 from qckit.calibrate import PAPER_THRESHOLDS, apply_thresholds, thresholds_from_metrics
@@ -101,6 +102,19 @@ def _run_params(run: Run) -> Params:
     return load_params(path) if path.exists() else Params(name=run.root.name)
 
 
+def _with_backend(params: Params, backend: str | None) -> Params:
+    """The run's parameters scoring with ``backend`` (validated: vllm scores the yes_no head only)."""
+    if backend is None:
+        return params
+    raw = params.model_dump(mode="json")
+    raw["scoring"]["backend"] = backend
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        problem = err.errors()[0]
+        raise SubmissionError(f"--backend {backend}: {problem['msg'].removeprefix('Value error, ')}") from None
+
+
 def _layout(params: Params) -> Layout:
     """How the run's files name the kit's fields: test files come in the same form as its training files."""
     return params.data.layout() if params.data.source == "files" else OFFICIAL
@@ -118,13 +132,14 @@ def _thresholds(run: Run, spec: str | dict[str, float]) -> tuple[dict[str, float
 
 def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str | Path, *,
                   thresholds: str | dict[str, float] = "calibrated",
-                  report: dict[str, dict] | None = None) -> dict[str, Path]:
+                  report: dict[str, dict] | None = None, backend: str | None = None) -> dict[str, Path]:
     """Write `submit_<task>.txt` per task found in the inputs and `submit.zip`; returns their paths.
 
     Args:
         thresholds: ``calibrated`` (step 06's, per language where it fitted them), ``paper`` (QC 0.4,
             QI 0.2) or a mapping / ``"QC=0.4,QI=0.2"`` string of one threshold per task.
         report: filled per task with the rows read, the threshold used and the share predicted relevant.
+        backend: ``hf`` or ``vllm`` in place of the run's ``scoring.backend``; None: the run's.
 
     Raises SubmissionError (or DataError for an invalid input) before writing anything.
     """
@@ -137,7 +152,7 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], output_dir: str
     spec = parse_thresholds(thresholds) if isinstance(thresholds, str) else thresholds
     thresholds, language = _thresholds(run, spec)
     tables, seen = [], {}
-    params = _run_params(run)
+    params = _with_backend(_run_params(run), backend)
     layout = _layout(params)
     for path in map(Path, inputs):
         df = read_pairs(path, line_numbers=True, layout=layout)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from qckit.config import Params
-from qckit.heads import llm_scoring, transformer, trees
+from qckit.heads import ensemble, llm_scoring, transformer, trees
 from qckit.heads.common import META_FILE, LoadedModel, UnsafeArtefactError, read_meta, refuse_unsafe_files
 from qckit.progress import stage
 
@@ -59,6 +59,9 @@ def load(model_dir: str | Path, *, trust_remote_code: bool = False, **kwargs: An
     ``trust_remote_code`` (transformer heads) is what the caller passes, False by default; the folder's own
     metadata never turns it on.
     """
+    if ensemble.is_ensemble(model_dir):  # k models, not one: its members' checkpoints would read as unsafe files
+        raise ValueError(f"{model_dir} holds a k-fold ensemble (training.folds), not one model: score it with "
+                         "qckit.heads.score_folder(folder, rows, params), or load one member folder (fold-0, ...)")
     refuse_unsafe_files(model_dir)  # before anything of the folder is read
     if read_meta(model_dir)["head"] == "embedding":
         return trees.load(model_dir)
@@ -86,9 +89,27 @@ def score(model: LoadedModel | str | Path, df: pd.DataFrame, *, batch_size: int 
     return result
 
 
-def score_folder(model_dir: str | Path, df: pd.DataFrame, params: Params) -> pd.DataFrame:
+def score_folder(model_dir: str | Path, df: pd.DataFrame, params: Params, *,
+                 out_of_fold: bool = False) -> pd.DataFrame:
     """df's rows scored by the model saved in ``model_dir`` the way a run's ``params`` say (batch size,
-    ``trust_remote_code``): what step 05, step 07 and ``qckit predict`` call for a trained model."""
+    ``trust_remote_code``): what step 05, step 07 and ``qckit predict`` call for a trained model.
+
+    A k-fold ensemble folder (``training.folds``; ``qckit.heads.ensemble``) scores each row by the mean of its
+    members' log-odds; with ``out_of_fold``, rows it learnt from (by task and id) are scored by the one member
+    that did not see them instead.
+    """
+    if ensemble.is_ensemble(model_dir):
+        return ensemble.score(model_dir, df, lambda member, rows: _score_one(member, rows, params),
+                              out_of_fold=out_of_fold)
+    return _score_one(model_dir, df, params)
+
+
+def _score_one(model_dir: str | Path, df: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """``score_folder`` for a folder holding one model, by ``params.scoring.backend``: the HF scorer, or vLLM
+    (``llm_scoring.score_pairs_vllm``: the same token ids and log-odds, on GPUs)."""
+    if params.scoring.backend == "vllm":
+        return llm_scoring.score_pairs_vllm(model_dir, df, scoring=params.scoring,
+                                            trust_remote_code=params.models.trust_remote_code)
     loaded = load(model_dir, trust_remote_code=params.models.trust_remote_code)
     return score(loaded, df, batch_size=params.training.eval_batch_size)
 

@@ -9,8 +9,8 @@ Three heads:
   the two rows of the output embedding, never by the whole vocabulary.
 
 (The ``embedding`` head, frozen or fine-tuned encoders feeding gradient-boosted trees, is ``qckit.heads.trees``.)
-Step 05's entry point runs this under ``torchrun --nproc_per_node=N -m qckit.steps.training ...`` (DDP;
-the Trainer does the distribution). Scoring lives in ``qckit.heads.llm_scoring``.
+Step 05's torchrun jobs (``training.launcher``, ``qckit.launch``) run this in every process (DDP, or
+DeepSpeed with ``training.deepspeed``; the Trainer does the distribution). Scoring lives in ``qckit.heads.llm_scoring``.
 
 Example:
     >>> from qckit.heads import transformer
@@ -328,12 +328,21 @@ def _trainer_class():
 
 
 def training_arguments(tp: TrainingParams, output_dir: Path, *, seed: int, has_eval: bool):
-    import torch
+    """The HF Trainer's ``TrainingArguments`` for ``tp`` (their values: ``trainer_settings``)."""
     from transformers import TrainingArguments
 
+    return TrainingArguments(**trainer_settings(tp, output_dir, seed=seed, has_eval=has_eval))
+
+
+def trainer_settings(tp: TrainingParams, output_dir: Path, *, seed: int, has_eval: bool) -> dict[str, Any]:
+    """The keyword arguments of ``TrainingArguments`` for ``tp``. Inside a torchrun job (``training.launcher``)
+    they carry ``training.deepspeed``; a step's own process has no launcher for DeepSpeed, so it trains without."""
+    import torch
+
     strategy = "steps" if tp.eval_steps else "epoch"
+    deepspeed = tp.deepspeed if "LOCAL_RANK" in os.environ else None  # torchrun sets LOCAL_RANK in its workers
     dtype = _dtype(tp)
-    return TrainingArguments(
+    return dict(
         output_dir=str(output_dir),
         num_train_epochs=tp.epochs, learning_rate=tp.learning_rate, warmup_steps=tp.warmup_ratio,
         weight_decay=tp.weight_decay, per_device_train_batch_size=tp.batch_size,
@@ -348,7 +357,7 @@ def training_arguments(tp: TrainingParams, output_dir: Path, *, seed: int, has_e
         metric_for_best_model="f1_best", greater_is_better=True,
         report_to=[], remove_unused_columns=False, disable_tqdm=os.environ.get("QCKIT_HEADLESS") == "1",
         dataloader_num_workers=0, ddp_find_unused_parameters=False,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(), deepspeed=deepspeed,
     )
 
 
@@ -406,6 +415,7 @@ def train(
     seconds = time.perf_counter() - start
     if trainer.is_world_process_zero():
         save_trained(trainer.model, tokenizer, output_dir, params, base_path=path)
+    trainer.accelerator.wait_for_everyone()  # under torchrun no rank reads this model (two-stage) before it is saved
     figures = {
         "train_rows": len(train_df), "seconds": seconds, "resumed_from": checkpoint,
         "skipped_checkpoints": skipped,

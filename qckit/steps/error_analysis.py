@@ -74,7 +74,8 @@ def score_with_typos(params: Params, run: Run, rows: pd.DataFrame, plan: dict[st
         mask = changed & typo["task"].isin(tasks).to_numpy()
         if not mask.any():
             continue
-        scored = heads.score_folder(run.path("models", name), typo[mask], params)
+        # a k-fold ensemble scores each typo'd dev row with the member that did not see its fold, as dev was scored
+        scored = heads.score_folder(run.path("models", name), typo[mask], params, out_of_fold=True)
         typo.loc[mask, columns] = scored[columns].to_numpy()
     return typo
 
