@@ -242,3 +242,13 @@ def test_folds_is_validated():
     raw["training"]["folds"] = 1
     with pytest.raises(ValidationError, match="folds"):
         type(params).model_validate(raw)
+
+
+def test_notebook_tables_show_one_row_per_fold_and_scalar_model_figures(classifier_run):
+    _, _, metrics = classifier_run
+    folds = training.fold_table(metrics)
+    assert list(folds.fold) == [0, 1, 2] and set(folds.model) == {"joint"}
+    assert (folds.train_rows > 0).all() and (folds.dev_rows > 0).all() and folds["dev_f1_at_0.5"].between(0, 1).all()
+    table = training.model_table(metrics)
+    assert table.loc["folds", "joint"] == 3 and "per_fold" not in table.index
+    assert training.fold_table({"models": {"joint": {"seconds": 1.0}}}).empty

@@ -258,6 +258,20 @@ def curve_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else curves([])
 
 
+def fold_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """One row per fold of every k-fold model (``training.folds``): training and dev rows, seconds, dev F1 at 0.5
+    of the fold's own dev rows; empty when no model of the step has folds."""
+    rows = [{"model": name, **entry} for name, m in metrics.get("models", {}).items()
+            for entry in m.get("per_fold", [])]
+    return pd.DataFrame(rows, columns=["model", "fold", "train_rows", "dev_rows", "seconds", "dev_f1_at_0.5"])
+
+
+def model_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Each model's scalar figures (time, rows, throughput, memory), a column per model."""
+    return pd.DataFrame({name: {k: v for k, v in m.items() if not isinstance(v, (dict, list))}
+                         for name, m in metrics.get("models", {}).items()})
+
+
 @dataclass
 class TrainingResults:
     """What notebook 05 shows: the metrics, the training curves (tidy) and the dev predictions."""
