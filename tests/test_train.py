@@ -288,3 +288,16 @@ def test_gpu_paths_speed_check_agrees_with_generate_on_cpu(tmp_path, monkeypatch
     result = gpu_paths.check_speed(Path(resolve("tiny:qwen3")), df, rows=24, batch_size=8)
     assert result["ok"] and result["max_abs_prob_diff_vs_generate"] < 1e-5
     assert result["rows"] == 24 and result["qckit_pairs_per_s"] > 0 and result["generate_pairs_per_s"] > 0
+
+
+def test_bf16_full_fine_tuning_keeps_fp32_master_weights_and_lora_a_bf16_base():
+    """Full fine-tuning in bf16 trains fp32 weights under autocast (bf16 weights would round small updates away);
+    LoRA keeps its frozen base in bf16 and its adapter in fp32 (peft's default)."""
+    full = params_for("tiny:bert", "classifier", precision="bf16")
+    model, _, _ = transformer.load_base("tiny:bert", full.training)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    lora = params_for("tiny:qwen3", "yes_no", method="lora", precision="bf16")
+    model, _, _ = transformer.load_base("tiny:qwen3", lora.training)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    wrapped = transformer.prepare_for_training(model, lora.training)
+    assert {p.dtype for p in wrapped.parameters() if p.requires_grad} == {torch.float32}

@@ -153,13 +153,17 @@ def _quantization_config():
 
 def load_base(spec: str, tp: TrainingParams, *, cache_dir=None, trust_remote_code: bool = False):
     """Resolve and load the model and tokenizer for the chosen head and method."""
+    import torch
     from transformers import AutoTokenizer
 
     path = resolve(spec, cache_dir=cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    kwargs: dict[str, Any] = {"dtype": _dtype(tp), "trust_remote_code": trust_remote_code}
+    # full fine-tuning keeps fp32 master weights and trains in bf16 / fp16 through the Trainer's autocast: weights
+    # stored in bf16 lose the small updates of a low learning rate to rounding; a frozen base (LoRA) needs no copy
+    dtype = torch.float32 if tp.method == "full" else _dtype(tp)
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if tp.method == "qlora":
         kwargs["quantization_config"] = _quantization_config()
     model = auto_class(tp.head).from_pretrained(path, **_head_kwargs(tp.head, tp.num_labels), **kwargs)
