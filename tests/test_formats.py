@@ -148,8 +148,7 @@ def test_predict_takes_a_txt_test_file_without_task_or_label(tmp_path, monkeypat
     (run / "metrics").mkdir(parents=True)
     (run / "metrics" / f"{TRAINING}.json").write_text(json.dumps({"plan": {"joint": ["QC", "QI"]}}))
     (run / "metrics" / f"{CALIBRATION}.json").write_text(json.dumps({"thresholds": {"QC": 0.5, "QI": 0.5}}))
-    monkeypatch.setattr(submission.heads, "load", lambda path: path)
-    monkeypatch.setattr(submission.heads, "score", lambda model, rows: rows.assign(score=0.9))
+    monkeypatch.setattr(submission.heads, "score_folder", lambda folder, rows, params: rows.assign(score=0.9))
     rows = [{"id": 1, "language": "en", "origin_query": "a", "category_path": "x,y"},
             {"id": 2, "language": "fr", "origin_query": "b", "category_path": "z"}]
     test = write(tmp_path / "test_QC.txt", jsonl(rows))
